@@ -1,0 +1,1 @@
+//! Containers: namespaces, rootfs, mounts, cgroups, capabilities, seccomp, exec, logs.

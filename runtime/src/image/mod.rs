@@ -1,0 +1,1 @@
+//! Images: references, the registry client, the content-addressed store, layer unpacking.
