@@ -6,6 +6,7 @@
 //! `reconcile::reconcile_up` compares it with the observed `state::ProjectState` and returns a
 //! `plan::Plan`; `execute::execute` walks the plan calling the `backend` traits.
 
+pub mod api;
 pub mod backend;
 pub mod events;
 pub mod execute;

@@ -15,9 +15,7 @@ pub fn normalize_project_name(raw: &str) -> String {
         .chars()
         .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-')
         .collect();
-    lowered
-        .trim_start_matches(['_', '-'])
-        .to_string()
+    lowered.trim_start_matches(['_', '-']).to_string()
 }
 
 /// True when `name` is already a valid project name.
