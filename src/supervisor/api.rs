@@ -105,7 +105,7 @@ where
     let _ = std::fs::remove_file(socket);
     let listener = UnixListener::bind(socket)?;
     let handler = std::sync::Arc::new(handler);
-    Ok(std::thread::Builder::new()
+    std::thread::Builder::new()
         .name("api".into())
         .spawn(move || {
             for conn in listener.incoming() {
@@ -131,7 +131,7 @@ where
                         handler(req, &mut responder);
                     });
             }
-        })?)
+        })
 }
 
 /// Is a supervisor answering on `socket`?
