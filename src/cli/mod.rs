@@ -13,6 +13,7 @@ pub mod inspect;
 pub mod lifecycle;
 pub mod logs;
 pub mod ps;
+pub mod render;
 pub mod run;
 pub mod up;
 pub mod version;

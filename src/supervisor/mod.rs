@@ -10,6 +10,7 @@ pub mod api;
 pub mod backend;
 pub mod events;
 pub mod execute;
+pub mod logs;
 pub mod model;
 pub mod naming;
 pub mod plan;
