@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod config;
 pub mod global;
 pub mod version;
 
@@ -28,6 +29,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Parse, resolve and render the compose file in canonical format
+    Config(config::ConfigArgs),
     /// Show the rcompose version information
     Version(version::VersionArgs),
 }
@@ -37,6 +40,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.global);
     let result = match cli.command {
+        Command::Config(args) => config::run(&cli.global, args),
         Command::Version(args) => version::run(&cli.global, args),
     };
     match result {
