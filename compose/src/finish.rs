@@ -26,8 +26,9 @@ pub fn finish(
     model: &mut Node,
     project: &str,
     env: &IndexMap<String, String>,
-    _opts: &LoadOptions,
+    opts: &LoadOptions,
 ) -> Result<(), Error> {
+    check_conflicts(model)?;
     let top = model.as_map_mut().expect("a mapping");
     top.shift_remove("version");
     top.insert("name".into(), s(project, &Span::synthetic("name")));
@@ -40,6 +41,8 @@ pub fn finish(
     }
     let mut used_networks: Vec<String> = Vec::new();
     let mut used_volumes: Vec<String> = Vec::new();
+    let mut used_secrets: Vec<String> = Vec::new();
+    let mut used_configs: Vec<String> = Vec::new();
     if let Some(svcs) = section_mut(top, "services") {
         for (name, svc) in svcs.iter_mut() {
             let Some(m) = svc.as_map_mut() else { continue };
@@ -58,11 +61,10 @@ pub fn finish(
                 for (k, v) in e {
                     let val = match v.as_str() {
                         Some(t) => Some(t.to_string()),
-                        None => environment
+                        None => env
                             .get(k)
                             .cloned()
-                            .flatten()
-                            .or_else(|| env.get(k).cloned()),
+                            .or_else(|| environment.get(k).cloned().flatten()),
                     };
                     environment.insert(k.clone(), val);
                 }
@@ -124,7 +126,74 @@ pub fn finish(
                     }
                 }
             }
+            for (kind, used) in [
+                ("secrets", &mut used_secrets),
+                ("configs", &mut used_configs),
+            ] {
+                if let Some(refs) = m.get(kind).and_then(Node::as_seq) {
+                    used.extend(
+                        refs.iter()
+                            .filter_map(|r| r.get("source").and_then(Node::as_str))
+                            .map(str::to_string),
+                    );
+                }
+            }
+            if let Some(refs) = m
+                .get("build")
+                .and_then(|b| b.get("secrets"))
+                .and_then(Node::as_seq)
+            {
+                used_secrets.extend(
+                    refs.iter()
+                        .filter_map(|r| r.get("source").and_then(Node::as_str))
+                        .map(str::to_string),
+                );
+            }
+            // Implicit dependencies, as Docker Compose adds them.
+            let mut implicit: Vec<(String, bool)> = Vec::new();
+            if let Some(other) = m
+                .get("network_mode")
+                .and_then(Node::as_str)
+                .and_then(|n| n.strip_prefix("service:"))
+            {
+                implicit.push((other.to_string(), true));
+            }
+            for v in m
+                .get("volumes_from")
+                .and_then(Node::as_seq)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(t) = v.as_str().filter(|t| !t.starts_with("container:")) {
+                    implicit.push((t.split(':').next().unwrap_or_default().to_string(), false));
+                }
+            }
+            for v in m.get("links").and_then(Node::as_seq).into_iter().flatten() {
+                if let Some(t) = v.as_str() {
+                    implicit.push((t.split(':').next().unwrap_or_default().to_string(), true));
+                }
+            }
+            if !implicit.is_empty() {
+                let deps = m
+                    .entry("depends_on".to_string())
+                    .or_insert_with(|| Node::map(Map::new(), span.clone()));
+                if let Some(dm) = deps.as_map_mut() {
+                    for (d, restart) in implicit {
+                        dm.entry(d).or_insert_with(|| {
+                            let mut e = Map::new();
+                            e.insert("condition".into(), s("service_started", &span));
+                            if restart {
+                                e.insert("restart".into(), plain_true(&span));
+                            }
+                            e.insert("required".into(), plain_true(&span));
+                            Node::map(e, span.clone())
+                        });
+                    }
+                }
+            }
+            hosts_to_list(m);
             if let Some(b) = m.get_mut("build").and_then(Node::as_map_mut) {
+                hosts_to_list(b);
                 if !b.contains_key("dockerfile") && !b.contains_key("dockerfile_inline") {
                     b.insert("dockerfile".into(), s("Dockerfile", &span));
                 }
@@ -172,6 +241,12 @@ pub fn finish(
     if let Some(vols) = section_mut(top, "volumes") {
         vols.retain(|k, _| used_volumes.iter().any(|u| u == k));
     }
+    if let Some(m) = section_mut(top, "secrets") {
+        m.retain(|k, _| used_secrets.iter().any(|u| u == k));
+    }
+    if let Some(m) = section_mut(top, "configs") {
+        m.retain(|k, _| used_configs.iter().any(|u| u == k));
+    }
     for kind in ["networks", "volumes", "secrets", "configs"] {
         let Some(m) = section_mut(top, kind) else {
             continue;
@@ -187,7 +262,7 @@ pub fn finish(
                 .and_then(Node::as_str)
                 .and_then(crate::de::parse_bool)
                 .unwrap_or(false);
-            if !o.contains_key("name") {
+            if !o.contains_key("name") && (opts.normalize || external) {
                 let n = if external {
                     key.clone()
                 } else {
@@ -201,6 +276,37 @@ pub fn finish(
         }
     }
     Ok(())
+}
+
+/// `extra_hosts` mapping (merged by host) → `host=address` entries sorted by host, the form
+/// Docker Compose prints.
+fn hosts_to_list(m: &mut Map) {
+    let Some(h) = m.get("extra_hosts").and_then(Node::as_map) else {
+        return;
+    };
+    let span = m["extra_hosts"].span.clone();
+    let mut entries: Vec<(&String, &Node)> = h.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    let mut items = Vec::new();
+    for (host, addrs) in entries {
+        for a in addrs.as_seq().into_iter().flatten() {
+            items.push(s(
+                format!("{host}={}", a.as_str().unwrap_or_default()),
+                &a.span,
+            ));
+        }
+    }
+    m.insert("extra_hosts".into(), Node::seq(items, span));
+}
+
+fn plain_true(span: &Span) -> Node {
+    Node::new(
+        Value::Scalar {
+            text: "true".into(),
+            plain: true,
+        },
+        span.clone(),
+    )
 }
 
 fn svc_span(m: &Map) -> Span {
@@ -226,15 +332,12 @@ fn conflict(span: &Span, path: String, msg: String) -> Error {
     }
 }
 
-/// Checks references and conflicting attributes of the finished tree.
-pub fn check_consistency(model: &Node) -> Result<(), Error> {
+/// Checks attributes that exclude each other (always, before unused resources are dropped).
+pub fn check_conflicts(model: &Node) -> Result<(), Error> {
     let empty = Map::new();
     let section = |k: &str| model.get(k).and_then(Node::as_map).unwrap_or(&empty);
-    let services = section("services");
     let networks = section("networks");
     let volumes = section("volumes");
-    let secrets = section("secrets");
-    let configs = section("configs");
     for (key, v) in volumes {
         let ext = v
             .get("external")
@@ -260,7 +363,7 @@ pub fn check_consistency(model: &Node) -> Result<(), Error> {
             .and_then(crate::de::parse_bool)
             .unwrap_or(false);
         if ext {
-            for attr in ["driver", "driver_opts", "ipam", "internal"] {
+            for attr in ["driver", "driver_opts", "ipam"] {
                 if let Some(a) = v
                     .get(attr)
                     .filter(|a| !(a.is_null() || a.as_map().is_some_and(|m| m.is_empty())))
@@ -274,6 +377,18 @@ pub fn check_consistency(model: &Node) -> Result<(), Error> {
             }
         }
     }
+    Ok(())
+}
+
+/// Checks references between the elements of the finished tree.
+pub fn check_consistency(model: &Node) -> Result<(), Error> {
+    let empty = Map::new();
+    let section = |k: &str| model.get(k).and_then(Node::as_map).unwrap_or(&empty);
+    let services = section("services");
+    let networks = section("networks");
+    let volumes = section("volumes");
+    let secrets = section("secrets");
+    let configs = section("configs");
     for (name, svc) in services {
         let p = |k: &str| format!("services.{name}.{k}");
         if let Some(deps) = svc.get("depends_on").and_then(Node::as_map) {

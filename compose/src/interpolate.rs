@@ -164,8 +164,8 @@ pub struct TreeError {
     pub source: InterpolateError,
 }
 
-/// Interpolates every scalar of a tree in place (values, not keys). Interpolated plain
-/// scalars stay plain, so `${PORT}` can still become a number.
+/// Interpolates every scalar of a tree in place (values, not keys). Interpolated scalars
+/// become text (typing casts `${PORT}` to a number where one is expected).
 pub fn interpolate_tree(
     node: &mut Node,
     path: &mut Vec<String>,
@@ -173,10 +173,14 @@ pub fn interpolate_tree(
     unset: &mut dyn FnMut(&str),
 ) -> Result<(), Box<TreeError>> {
     match &mut node.value {
-        Value::Scalar { text, .. } => {
+        Value::Scalar { text, plain } => {
             if text.contains('$') {
                 match interpolate(text, lookup, unset) {
-                    Ok(v) => *text = v,
+                    Ok(v) => {
+                        // Interpolated values are text, as in compose-go; typing casts them.
+                        *text = v;
+                        *plain = false;
+                    }
                     Err(source) => {
                         return Err(Box::new(TreeError {
                             span: node.span.clone(),

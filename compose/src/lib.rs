@@ -33,4 +33,4 @@ pub use error::Error;
 pub use graph::Graph;
 pub use load::{load, LoadOptions};
 pub use model::*;
-pub use units::{Bytes, Duration};
+pub use units::{Bytes, Duration, FileMode};

@@ -41,6 +41,8 @@ pub struct LoadOptions {
     pub resolve_paths: bool,
     /// Check references between services, networks, volumes, secrets and configs.
     pub consistency: bool,
+    /// Fill in resource names (`<project>_<key>`); off for `config --no-normalize`.
+    pub normalize: bool,
 }
 
 impl Default for LoadOptions {
@@ -58,6 +60,7 @@ impl Default for LoadOptions {
             interpolate: true,
             resolve_paths: true,
             consistency: true,
+            normalize: true,
         }
     }
 }
@@ -151,6 +154,10 @@ fn invalid(span: &Span, path: &str, msg: String) -> Error {
 
 struct Loader<'a> {
     opts: &'a LoadOptions,
+    /// `COMPOSE_PROJECT_NAME` as files see it: from `-p` or the environment, else the first
+    /// `name:`, else the folder's name.
+    project_name: String,
+    name_fixed: bool,
     home: Option<String>,
     warnings: Vec<String>,
     unset: IndexSet<String>,
@@ -200,10 +207,33 @@ impl Loader<'_> {
             }
             if self.opts.interpolate {
                 let mut unset = Vec::new();
+                if !self.name_fixed {
+                    if let Some(n) = doc.as_map_mut().and_then(|m| m.get_mut("name")) {
+                        let pn = self.project_name.clone();
+                        crate::interpolate::interpolate_tree(
+                            n,
+                            &mut vec!["name".into()],
+                            &|k| env.get(k).cloned(),
+                            &mut |_| {},
+                        )?;
+                        let _ = pn;
+                        if let Some(t) = n.as_str() {
+                            self.project_name = normalize_project_name(t);
+                            self.name_fixed = true;
+                        }
+                    }
+                }
+                let pname = self.project_name.clone();
                 crate::interpolate::interpolate_tree(
                     &mut doc,
                     &mut Vec::new(),
-                    &|k| env.get(k).cloned(),
+                    &|k| {
+                        if k == "COMPOSE_PROJECT_NAME" {
+                            Some(pname.clone())
+                        } else {
+                            env.get(k).cloned()
+                        }
+                    },
                     &mut |k| unset.push(k.to_string()),
                 )?;
                 self.unset.extend(unset);
@@ -560,8 +590,28 @@ pub fn load(opts: &LoadOptions) -> Result<Project, Error> {
         }
     }
 
+    let cli_name = opts
+        .project_name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .or_else(|| {
+            env.get("COMPOSE_PROJECT_NAME")
+                .filter(|n| !n.is_empty())
+                .cloned()
+        });
     let mut loader = Loader {
         opts,
+        name_fixed: cli_name.is_some(),
+        project_name: cli_name
+            .map(|n| normalize_project_name(&n))
+            .unwrap_or_else(|| {
+                normalize_project_name(
+                    &working_dir
+                        .file_name()
+                        .map(|s| s.to_string_lossy().to_string())
+                        .unwrap_or_default(),
+                )
+            }),
         home: env.get("HOME").cloned(),
         warnings: Vec::new(),
         unset: IndexSet::new(),
@@ -598,6 +648,7 @@ pub fn load(opts: &LoadOptions) -> Result<Project, Error> {
                 .unwrap_or_default(),
         )
     };
+    let name = normalize_project_name(&name);
     if !valid_project_name(&name) {
         return Err(Error::ProjectName { name });
     }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use serde_with::skip_serializing_none;
 
-use crate::units::{Bytes, Duration};
+use crate::units::{Bytes, Duration, FileMode};
 
 /// Extensions (`x-*` keys) kept as loaded.
 pub type Extensions = IndexMap<String, Json>;
@@ -50,7 +50,8 @@ pub struct Project {
     pub secrets: IndexMap<String, FileObject>,
     #[serde(default)]
     pub configs: IndexMap<String, FileObject>,
-    #[serde(default)]
+    /// Top-level models (Docker Compose does not print them in `config`).
+    #[serde(default, skip_serializing)]
     pub models: IndexMap<String, Model>,
     #[serde(default)]
     pub services: IndexMap<String, Service>,
@@ -108,7 +109,8 @@ pub struct Service {
     pub environment: Option<IndexMap<String, Option<String>>>,
     pub expose: Option<Vec<String>>,
     pub external_links: Option<Vec<String>>,
-    pub extra_hosts: Option<IndexMap<String, Vec<String>>>,
+    /// `host=address` entries, sorted by host.
+    pub extra_hosts: Option<Vec<String>>,
     pub gpus: Option<Json>,
     pub group_add: Option<Vec<String>>,
     pub hostname: Option<String>,
@@ -161,7 +163,8 @@ pub struct Service {
     pub volumes: Option<Vec<ServiceVolume>>,
     pub volumes_from: Option<Vec<String>>,
     pub working_dir: Option<String>,
-    #[serde(flatten)]
+    /// Loaded; Docker Compose's JSON does not print a service's extensions.
+    #[serde(flatten, skip_serializing)]
     pub extensions: Extensions,
 }
 
@@ -191,7 +194,8 @@ pub struct Build {
     pub pull: Option<bool>,
     pub target: Option<String>,
     pub shm_size: Option<Bytes>,
-    pub extra_hosts: Option<IndexMap<String, Vec<String>>>,
+    /// `host=address` entries, sorted by host.
+    pub extra_hosts: Option<Vec<String>>,
     pub isolation: Option<String>,
     pub privileged: Option<bool>,
     pub secrets: Option<Vec<FileReference>>,
@@ -335,7 +339,8 @@ pub struct ServiceNetwork {
     pub driver_opts: Option<IndexMap<String, String>>,
     pub gw_priority: Option<i64>,
     pub priority: Option<i64>,
-    #[serde(flatten)]
+    /// Extensions here load but Docker Compose does not print them.
+    #[serde(flatten, skip_serializing)]
     pub extensions: Extensions,
 }
 
@@ -351,7 +356,8 @@ pub struct Port {
     pub published: Option<String>,
     pub protocol: Option<String>,
     pub app_protocol: Option<String>,
-    #[serde(flatten)]
+    /// Extensions here load but Docker Compose does not print them.
+    #[serde(flatten, skip_serializing)]
     pub extensions: Extensions,
 }
 
@@ -411,7 +417,7 @@ pub struct FileReference {
     pub target: Option<String>,
     pub uid: Option<String>,
     pub gid: Option<String>,
-    pub mode: Option<Json>,
+    pub mode: Option<FileMode>,
     #[serde(flatten)]
     pub extensions: Extensions,
 }

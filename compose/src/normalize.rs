@@ -33,7 +33,7 @@ impl PathCtx<'_> {
             return p.to_string();
         }
         if p.starts_with('/') {
-            return clean(Path::new(p));
+            return p.to_string();
         }
         clean(&self.base.join(p))
     }
@@ -95,6 +95,22 @@ fn text_of(n: &Node) -> Option<String> {
 /// A `list_or_dict` (environment, labels, args, …) as a mapping; `K=V` items split, a bare `K`
 /// maps to null.
 pub fn list_or_dict(node: &Node, sep: char) -> Node {
+    list_or_dict_with(node, sep, false)
+}
+
+/// [`list_or_dict`] where a missing value becomes `""` (labels, options) instead of null.
+pub fn labels(node: &Node) -> Node {
+    list_or_dict_with(node, '=', true)
+}
+
+fn list_or_dict_with(node: &Node, sep: char, empty_for_null: bool) -> Node {
+    let null = |span: &Span| {
+        if empty_for_null {
+            s("", span)
+        } else {
+            Node::null(span.clone())
+        }
+    };
     match &node.value {
         Value::Seq(items) => {
             let mut m = Map::new();
@@ -105,7 +121,7 @@ pub fn list_or_dict(node: &Node, sep: char) -> Node {
                         m.insert(k.to_string(), s(v, &it.span));
                     }
                     None => {
-                        m.insert(t.to_string(), Node::null(it.span.clone()));
+                        m.insert(t.to_string(), null(&it.span));
                     }
                 }
             }
@@ -116,6 +132,7 @@ pub fn list_or_dict(node: &Node, sep: char) -> Node {
             for (k, v) in m {
                 let v = match &v.value {
                     Value::Scalar { text, .. } => s(text.clone(), &v.span),
+                    Value::Null => null(&v.span),
                     _ => v.clone(),
                 };
                 out.insert(k.clone(), v);
@@ -228,7 +245,7 @@ pub fn canonical_file(root: &mut Node, paths: &PathCtx) -> Result<(), Error> {
                 }
                 for key in ["labels", "driver_opts"] {
                     if let Some(v) = o.get(key) {
-                        let v = list_or_dict(v, '=');
+                        let v = labels(v);
                         o.insert(key.into(), v);
                     }
                 }
@@ -286,11 +303,13 @@ fn canonical_service(name: &str, svc: &mut Node, paths: &PathCtx) -> Result<(), 
             Value::Map(bm) => bm.clone(),
             _ => Map::new(),
         };
-        for key in ["args", "labels"] {
-            if let Some(v) = bm.get(key) {
-                let v = list_or_dict(v, '=');
-                bm.insert(key.into(), v);
-            }
+        if let Some(v) = bm.get("args") {
+            let v = list_or_dict(v, '=');
+            bm.insert("args".into(), v);
+        }
+        if let Some(v) = bm.get("labels") {
+            let v = labels(v);
+            bm.insert("labels".into(), v);
         }
         if let Some(v) = bm.get("additional_contexts") {
             let mut v = list_or_dict(v, '=');
@@ -314,16 +333,32 @@ fn canonical_service(name: &str, svc: &mut Node, paths: &PathCtx) -> Result<(), 
             bm.insert("secrets".into(), v);
         }
         if let Some(v) = bm.get("ssh") {
-            if let Value::Map(sm) = &v.value {
-                let items = sm
+            let pairs: Vec<(String, Option<String>, Span)> = match &v.value {
+                Value::Map(sm) => sm
                     .iter()
-                    .map(|(k, v)| match v.as_str() {
-                        Some(t) => s(format!("{k}={t}"), &v.span),
-                        None => s(k.clone(), &v.span),
+                    .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string), v.span.clone()))
+                    .collect(),
+                Value::Seq(items) => items
+                    .iter()
+                    .map(|i| {
+                        let t = i.as_str().unwrap_or_default();
+                        match t.split_once('=') {
+                            Some((k, p)) => (k.to_string(), Some(p.to_string()), i.span.clone()),
+                            None => (t.to_string(), None, i.span.clone()),
+                        }
                     })
-                    .collect();
-                bm.insert("ssh".into(), Node::seq(items, v.span.clone()));
-            }
+                    .collect(),
+                _ => Vec::new(),
+            };
+            // Docker Compose prints `id: /absolute/path` for keyed entries.
+            let items = pairs
+                .into_iter()
+                .map(|(k, p, sp)| match p {
+                    Some(p) => s(format!("{k}: {}", paths.resolve(&p)), &sp),
+                    None => s(k, &sp),
+                })
+                .collect();
+            bm.insert("ssh".into(), Node::seq(items, v.span.clone()));
         }
         if let Some(ul) = bm.get("ulimits") {
             let ul = ulimits(ul);
@@ -391,15 +426,13 @@ fn canonical_service(name: &str, svc: &mut Node, paths: &PathCtx) -> Result<(), 
             },
         );
     }
-    for key in [
-        "environment",
-        "labels",
-        "annotations",
-        "sysctls",
-        "storage_opt",
-    ] {
+    if let Some(v) = m.get("environment") {
+        let v = list_or_dict(v, '=');
+        m.insert("environment".into(), v);
+    }
+    for key in ["labels", "annotations", "sysctls", "storage_opt"] {
         if let Some(v) = m.get(key) {
-            let v = list_or_dict(v, '=');
+            let v = labels(v);
             m.insert(key.into(), v);
         }
     }
@@ -572,6 +605,10 @@ fn canonical_service(name: &str, svc: &mut Node, paths: &PathCtx) -> Result<(), 
                     Value::Map(vm) => vm.clone(),
                     _ => continue,
                 };
+                if let Some(t) = vm.get("target").and_then(text_of) {
+                    let span = vm["target"].span.clone();
+                    vm.insert("target".into(), s(clean(Path::new(&t)), &span));
+                }
                 let kind = vm.get("type").and_then(text_of).unwrap_or_default();
                 if kind == "bind" {
                     if let Some(src) = vm.get("source").and_then(text_of) {
@@ -584,7 +621,7 @@ fn canonical_service(name: &str, svc: &mut Node, paths: &PathCtx) -> Result<(), 
                 }
                 if let Some(v) = vm.get_mut("volume").and_then(Node::as_map_mut) {
                     if let Some(l) = v.get("labels") {
-                        let l = list_or_dict(l, '=');
+                        let l = labels(l);
                         v.insert("labels".into(), l);
                     }
                 }
@@ -652,13 +689,13 @@ fn canonical_service(name: &str, svc: &mut Node, paths: &PathCtx) -> Result<(), 
     }
     if let Some(dep) = m.get_mut("deploy").and_then(Node::as_map_mut) {
         if let Some(l) = dep.get("labels") {
-            let l = list_or_dict(l, '=');
+            let l = labels(l);
             dep.insert("labels".into(), l);
         }
     }
     if let Some(lg) = m.get_mut("logging").and_then(Node::as_map_mut) {
         if let Some(o) = lg.get("options") {
-            let o = list_or_dict(o, '=');
+            let o = labels(o);
             lg.insert("options".into(), o);
         }
     }

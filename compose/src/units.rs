@@ -13,6 +13,49 @@ pub struct Duration(pub std::time::Duration);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Bytes(pub i64);
 
+/// A file mode: `0440` (octal, as YAML 1.1 and Docker Compose read a leading zero), `0o440`
+/// or decimal `288`; prints as `0440`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct FileMode(pub u32);
+
+impl Serialize for FileMode {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("0{:o}", self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for FileMode {
+    /// A YAML integer is the mode's value (`0440` is octal there); text is read as octal, as
+    /// compose-go casts interpolated values.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = FileMode;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a file mode such as 0440")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<FileMode, E> {
+                u32::try_from(v)
+                    .map(FileMode)
+                    .map_err(|_| E::custom(format!("invalid file mode {v}")))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<FileMode, E> {
+                u32::try_from(v)
+                    .map(FileMode)
+                    .map_err(|_| E::custom(format!("invalid file mode {v}")))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<FileMode, E> {
+                let t = s.trim();
+                let t = t.strip_prefix("0o").unwrap_or(t);
+                u32::from_str_radix(t, 8)
+                    .map(FileMode)
+                    .map_err(|_| E::custom(format!("invalid file mode {s:?}: expected e.g. 0440")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Parses Go's duration syntax. A bare number is taken as seconds.
 pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
     let s = s.trim();

@@ -11,7 +11,11 @@ use std::sync::LazyLock;
 use serde_json::Value as J;
 
 use crate::de::parse_bool;
-use crate::yaml::{Node, Span, Value};
+use crate::yaml::{Node, ScalarType, Span, Value};
+
+fn node_is_plain(n: &Node) -> bool {
+    matches!(n.value, Value::Scalar { plain: true, .. })
+}
 
 static SCHEMA: LazyLock<J> = LazyLock::new(|| {
     serde_json::from_str(include_str!("compose-spec.json")).expect("embedded schema is JSON")
@@ -68,7 +72,9 @@ fn type_matches(node: &Node, ty: &str) -> bool {
         (Value::Null, "null") => true,
         (Value::Map(_), "object") => true,
         (Value::Seq(_), "array") => true,
-        (Value::Scalar { .. }, "string") => true,
+        (Value::Scalar { .. }, "string") => {
+            !node_is_plain(node) || matches!(node.scalar_type(), ScalarType::Str)
+        }
         (Value::Scalar { text, .. }, "integer") => text.trim().parse::<i64>().is_ok(),
         (Value::Scalar { text, .. }, "number") => text.trim().parse::<f64>().is_ok(),
         (Value::Scalar { text, .. }, "boolean") => parse_bool(text).is_some(),

@@ -255,6 +255,12 @@ pub fn scalar_type(text: &str) -> ScalarType {
         b
     };
     if digits(unsigned) {
+        // Go's yaml.v3 reads integers with base prefixes: a leading zero is octal.
+        if unsigned.len() > 1 && unsigned[0] == b'0' {
+            if let Ok(i) = i64::from_str_radix(&text[text.len() - unsigned.len() + 1..], 8) {
+                return ScalarType::Int(if b[0] == b'-' { -i } else { i });
+            }
+        }
         if let Ok(i) = text.parse::<i64>() {
             return ScalarType::Int(i);
         }

@@ -67,6 +67,7 @@ pub fn run(global: &GlobalArgs, args: ConfigArgs) -> anyhow::Result<ExitCode> {
     let mut opts = load_options(global);
     opts.interpolate = !args.no_interpolate;
     opts.consistency = !args.no_consistency;
+    opts.normalize = !args.no_normalize;
     opts.resolve_paths = !args.no_path_resolution;
     opts.services = args.service.clone();
     let mut project = compose::load(&opts)?;
