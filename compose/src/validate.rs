@@ -218,7 +218,7 @@ fn check(node: &Node, schema: &J, path: &mut Vec<String>) -> Result<(), SchemaEr
             let ok = values.iter().any(|v| match v {
                 J::String(s) => s == t,
                 J::Null => false,
-                other => other.to_string() == t,
+                other => other.to_string().as_str() == t,
             });
             if !ok {
                 let allowed: Vec<String> = values.iter().map(J::to_string).collect();

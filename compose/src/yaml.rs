@@ -337,10 +337,7 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Node>, YamlError> {
         docs: Vec::new(),
     };
     let mut parser = Parser::new_from_str(text);
-    loop {
-        let Some(next) = parser.next_event() else {
-            break;
-        };
+    while let Some(next) = parser.next_event() {
         let (event, span) = next.map_err(|e| YamlError::Syntax {
             span: Span::new(&file, e.marker().line(), e.marker().col() + 1),
             msg: e.info().to_string(),
