@@ -236,9 +236,26 @@ impl Service {
             }
             if let Some(d) = m.get_mut("deploy").and_then(|d| d.as_object_mut()) {
                 d.remove("replicas");
+                if d.is_empty() {
+                    m.remove("deploy");
+                }
             }
+            m.retain(|_, v| !v.is_null());
         }
+        sort_keys(&mut v);
         let digest = Sha256::digest(v.to_string().as_bytes());
         hex::encode(digest)
+    }
+}
+
+/// Sorts every object's keys, so that the hash does not depend on field order.
+fn sort_keys(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.sort_keys();
+            m.values_mut().for_each(sort_keys);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(sort_keys),
+        _ => {}
     }
 }

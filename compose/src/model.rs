@@ -42,18 +42,18 @@ pub struct Project {
     /// Warnings to show the user (obsolete `version`, unset variables).
     #[serde(skip)]
     pub warnings: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub networks: IndexMap<String, Network>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub volumes: IndexMap<String, Volume>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub secrets: IndexMap<String, FileObject>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub configs: IndexMap<String, FileObject>,
     /// Top-level models (Docker Compose does not print them in `config`).
     #[serde(default, skip_serializing)]
     pub models: IndexMap<String, Model>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub services: IndexMap<String, Service>,
     #[serde(flatten)]
     pub extensions: Extensions,
