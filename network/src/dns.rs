@@ -262,7 +262,12 @@ impl Shared {
         }
         let req = Message::from_vec(query).ok()?;
         self.refresh();
-        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        // Only A queries turn the rotation: resolvers ask A and AAAA in pairs.
+        let turn = if req.queries.first().map(|q| q.query_type()) == Some(RecordType::A) {
+            self.turn.fetch_add(1, Ordering::Relaxed)
+        } else {
+            self.turn.load(Ordering::Relaxed)
+        };
         match decide(
             &self.table.load(),
             self.cfg.subnet,

@@ -551,6 +551,15 @@ impl Networks {
                     })?;
             nl.add_veth(&ep.host_veth, master, &ep.ifname, netns, mac, rec.mtu)
                 .map_err(err)?;
+            // With br_netfilter (bridge-nf-call-iptables), DNAT happens while bridging: a
+            // container reaching itself through a published port leaves and re-enters the
+            // same bridge port, which the bridge refuses unless the port is in hairpin mode.
+            let hp = format!("/sys/class/net/{}/brport/hairpin_mode", ep.host_veth);
+            std::fs::write(&hp, "1").map_err(|source| NetworkError::Sysctl {
+                network: network.to_owned(),
+                path: hp.clone(),
+                source,
+            })?;
             let mut inner = Netlink::open_in(netns).map_err(err)?;
             inner.set_up_by_name("lo").map_err(err)?;
             inner

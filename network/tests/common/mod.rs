@@ -269,3 +269,115 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A "fake outside host": a netns joined to the host by a veth (`<prefix>o` on the host side,
+/// `hostip/30`), never a real outside address. Removed when dropped.
+pub struct Outside {
+    pub pin: PathBuf,
+    pub host_if: String,
+    pub host_ip: Ipv4Addr,
+    pub ip: Ipv4Addr,
+}
+
+impl Outside {
+    /// `net` is a /30 like "10.213.250.0/30": .1 on the host, .2 outside.
+    pub fn new(env: &mut Env, net: &str) -> Outside {
+        let base: ipnet::Ipv4Net = net.parse().unwrap();
+        let host_ip = Ipv4Addr::from(u32::from(base.network()) + 1);
+        let ip = Ipv4Addr::from(u32::from(base.network()) + 2);
+        let pin = env.netns("outside");
+        let host_if = format!("{}o", env.nets.iface_prefix());
+        let ns = format!("--net={}", pin.display());
+        let steps: Vec<Vec<String>> = vec![
+            vec![
+                "ip".into(),
+                "link".into(),
+                "add".into(),
+                host_if.clone(),
+                "type".into(),
+                "veth".into(),
+                "peer".into(),
+                "name".into(),
+                "oeth0".into(),
+                "netns".into(),
+                pin.display().to_string(),
+            ],
+            vec![
+                "ip".into(),
+                "addr".into(),
+                "add".into(),
+                format!("{host_ip}/30"),
+                "dev".into(),
+                host_if.clone(),
+            ],
+            vec![
+                "ip".into(),
+                "link".into(),
+                "set".into(),
+                host_if.clone(),
+                "up".into(),
+            ],
+            vec![
+                "nsenter".into(),
+                ns.clone(),
+                "ip".into(),
+                "addr".into(),
+                "add".into(),
+                format!("{ip}/30"),
+                "dev".into(),
+                "oeth0".into(),
+            ],
+            vec![
+                "nsenter".into(),
+                ns.clone(),
+                "ip".into(),
+                "link".into(),
+                "set".into(),
+                "oeth0".into(),
+                "up".into(),
+            ],
+        ];
+        for s in steps {
+            let refs: Vec<&str> = s.iter().map(String::as_str).collect();
+            let out = run(&refs);
+            assert!(
+                out.status.success(),
+                "{s:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Outside {
+            pin,
+            host_if,
+            host_ip,
+            ip,
+        }
+    }
+
+    /// Serves `/cgi-bin/ip` (the client address as seen here) and `/index.html` on port 80.
+    pub fn serve_whoami(&self, env: &mut Env) {
+        let dir = env.tmp.path().join("outside-www");
+        std::fs::create_dir_all(dir.join("cgi-bin")).unwrap();
+        std::fs::write(dir.join("index.html"), "outside\n").unwrap();
+        let script = dir.join("cgi-bin/ip");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n%s\\n' \"$REMOTE_ADDR\"\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let d = dir.to_string_lossy().into_owned();
+        let pin = self.pin.clone();
+        env.spawn_in(
+            &pin,
+            &["/usr/bin/busybox", "httpd", "-f", "-p", "80", "-h", &d],
+        );
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = run(&["ip", "link", "del", &self.host_if]);
+    }
+}
