@@ -29,7 +29,8 @@ fn ms(d: Duration) -> String {
 fn http_get(addr: SocketAddr) -> (usize, Duration) {
     let start = Instant::now();
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.write_all(b"GET /big HTTP/1.0\r\nHost: bench\r\n\r\n").unwrap();
+    s.write_all(b"GET /big HTTP/1.0\r\nHost: bench\r\n\r\n")
+        .unwrap();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0;
     loop {
@@ -43,9 +44,18 @@ fn http_get(addr: SocketAddr) -> (usize, Duration) {
 }
 
 fn main() {
-    let n_attach: usize = std::env::var("ATTACH_N").ok().and_then(|s| s.parse().ok()).unwrap_or(50);
-    let n_dns: usize = std::env::var("DNS_N").ok().and_then(|s| s.parse().ok()).unwrap_or(2000);
-    let runs: usize = std::env::var("HTTP_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let n_attach: usize = std::env::var("ATTACH_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50);
+    let n_dns: usize = std::env::var("DNS_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000);
+    let runs: usize = std::env::var("HTTP_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
 
     let tmp = tempfile::tempdir().unwrap();
     let nets = Networks::new(&tmp.path().join("root")).with_pool(Pool {
@@ -83,7 +93,10 @@ fn main() {
             attach.push(t.elapsed());
         }
         println!("netns create: median {} (n={n_attach})", ms(median(create)));
-        println!("attach (veth+addr+route): median {} (n={n_attach})", ms(median(attach)));
+        println!(
+            "attach (veth+addr+route): median {} (n={n_attach})",
+            ms(median(attach))
+        );
 
         // 2. DNS answer latency for a service name with n_attach replicas, asked from a
         // container.
@@ -91,14 +104,18 @@ fn main() {
         let server = DnsServer::start(cfg, NameTable::default()).unwrap();
         let sock = Netns::run_in(&pins[0], || UdpSocket::bind("0.0.0.0:0").unwrap()).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        sock.connect(SocketAddr::new(net.gateway.into(), 53)).unwrap();
+        sock.connect(SocketAddr::new(net.gateway.into(), 53))
+            .unwrap();
         let mut lat = Vec::new();
         let mut buf = [0u8; 4096];
         for i in 0..n_dns {
             let mut q = Message::query();
             q.metadata.id = i as u16;
             q.metadata.recursion_desired = true;
-            q.add_query(Query::query(Name::from_ascii("web.").unwrap(), RecordType::A));
+            q.add_query(Query::query(
+                Name::from_ascii("web.").unwrap(),
+                RecordType::A,
+            ));
             let bytes = q.to_vec().unwrap();
             let t = Instant::now();
             sock.send(&bytes).unwrap();
@@ -109,7 +126,10 @@ fn main() {
                 assert_eq!(m.answers.len(), n_attach, "all replicas answered");
             }
         }
-        println!("dns answer (service name, {n_attach} replicas): median {} (n={n_dns})", ms(median(lat)));
+        println!(
+            "dns answer (service name, {n_attach} replicas): median {} (n={n_dns})",
+            ms(median(lat))
+        );
         server.stop();
 
         // 3. 100 MB download: published port on 127.0.0.1 vs the container address.
@@ -154,15 +174,25 @@ fn main() {
         for _ in 0..runs {
             let (n1, t1) = http_get(direct);
             let (n2, t2) = http_get(via_port);
-            assert!(n1 > 100 * 1024 * 1024 && n2 > 100 * 1024 * 1024, "short download");
+            assert!(
+                n1 > 100 * 1024 * 1024 && n2 > 100 * 1024 * 1024,
+                "short download"
+            );
             d_direct.push(t1);
             d_port.push(t2);
         }
         let mb = 100.0 * 1024.0 * 1024.0 / 1e6;
         let (md, mp) = (median(d_direct), median(d_port));
         let (rd, rp) = (mb / md.as_secs_f64(), mb / mp.as_secs_f64());
-        println!("http 100MB direct to container: median {} ({rd:.0} MB/s, runs={runs})", ms(md));
-        println!("http 100MB via 127.0.0.1:{} (published): median {} ({rp:.0} MB/s)", published[0].host_port, ms(mp));
+        println!(
+            "http 100MB direct to container: median {} ({rd:.0} MB/s, runs={runs})",
+            ms(md)
+        );
+        println!(
+            "http 100MB via 127.0.0.1:{} (published): median {} ({rp:.0} MB/s)",
+            published[0].host_port,
+            ms(mp)
+        );
         println!("published/direct throughput: {:.1}%", 100.0 * rp / rd);
     }));
     for mut c in children {

@@ -87,6 +87,24 @@ pub fn hosts(
     s
 }
 
+/// Writes `hosts` and `resolv.conf` into `dir` atomically, for the runtime to bind-mount
+/// on `/etc/hosts` and `/etc/resolv.conf`; returns their paths.
+pub fn write(
+    dir: &std::path::Path,
+    hosts: &str,
+    resolv: &str,
+) -> Result<(std::path::PathBuf, std::path::PathBuf), crate::state::StateError> {
+    std::fs::create_dir_all(dir).map_err(|source| crate::state::StateError::Io {
+        path: dir.to_owned(),
+        op: "creating directory",
+        source,
+    })?;
+    let (h, r) = (dir.join("hosts"), dir.join("resolv.conf"));
+    crate::state::write_atomic(&h, hosts.as_bytes())?;
+    crate::state::write_atomic(&r, resolv.as_bytes())?;
+    Ok((h, r))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

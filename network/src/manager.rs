@@ -622,6 +622,44 @@ impl Networks {
         Ok(())
     }
 
+    /// Disconnects `container` from every network it is on (container removal).
+    pub fn disconnect_all(&self, container: &str) -> Result<()> {
+        let nets: Vec<String> = self
+            .list()?
+            .into_iter()
+            .filter(|n| n.endpoints.contains_key(container))
+            .map(|n| n.name)
+            .collect();
+        let mut errors = Vec::new();
+        for n in nets {
+            if let Err(e) = self.disconnect(&n, container) {
+                errors.push(e);
+            }
+        }
+        if let Err(e) = self.unpublish(container) {
+            errors.push(e);
+        }
+        teardown_result(errors)
+    }
+
+    /// Removes every network without endpoints whose name `select` accepts (e.g. a
+    /// project prefix); returns the names removed, sorted.
+    pub fn prune(&self, select: impl Fn(&NetworkRecord) -> bool) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        let mut errors = Vec::new();
+        for n in self.list()? {
+            if n.endpoints.is_empty() && select(&n) {
+                match self.remove_network(&n.name) {
+                    Ok(()) => removed.push(n.name),
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+        teardown_result(errors)?;
+        removed.sort();
+        Ok(removed)
+    }
+
     /// Checks that `specs` can be published for `container` (free host ports, valid ranges)
     /// without recording anything: call before anything starts.
     pub fn check_ports(&self, container: &str, specs: &[PortSpec]) -> Result<()> {

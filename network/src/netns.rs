@@ -109,6 +109,25 @@ impl Netns {
         })
     }
 
+    /// Where the namespace of `container` is pinned: `<run>/netns/<container>`. With
+    /// `network_mode: service:x` / `container:x` the runtime joins x's pin; with `none` the
+    /// namespace is created and never connected; with `host` none is created.
+    pub fn pin_for(run_dir: &Path, container: &str) -> PathBuf {
+        run_dir.join("netns").join(container)
+    }
+
+    /// Removes every pin under `<run>/netns` (teardown after a crash); returns the errors.
+    pub fn remove_all_under(run_dir: &Path) -> Vec<NetnsError> {
+        let dir = run_dir.join("netns");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| Netns::remove(&e.path()).err())
+            .collect()
+    }
+
     /// Refers to an already pinned namespace (no check).
     pub fn from_pin(pin: &Path) -> Netns {
         Netns {

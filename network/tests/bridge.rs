@@ -165,3 +165,78 @@ fn remove_all_cleans_up_after_a_crash() {
     assert!(nft_table(&env.nets.nft_table()).is_none());
     env.finish();
 }
+
+fn mounted(pin: &std::path::Path) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(pin.to_str().unwrap()))
+}
+
+#[test]
+fn netns_pins_are_created_and_removed() {
+    require_tools();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let pin = network::Netns::pin_for(&run, "p-web-1");
+    let ns = network::Netns::create(&pin).unwrap();
+    assert_eq!(ns.path(), pin);
+    assert!(mounted(&pin));
+    // A fresh namespace: only lo, and it is up.
+    let links = ip_json(Some(&pin), &["link", "show"]);
+    assert_eq!(links.as_array().unwrap().len(), 1, "{links}");
+    assert_eq!(links[0]["ifname"], "lo");
+    assert_eq!(links[0]["operstate"], "UNKNOWN");
+    // Its inode differs from ours.
+    let ours = std::fs::metadata("/proc/self/ns/net").unwrap();
+    let theirs = std::fs::metadata(&pin).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_ne!(ours.ino(), theirs.ino());
+    // Existing pin: refused.
+    assert!(network::Netns::create(&pin).is_err());
+    assert!(network::Netns::remove_all_under(&run).is_empty());
+    assert!(!mounted(&pin) && !pin.exists());
+    // Idempotent.
+    network::Netns::remove(&pin).unwrap();
+}
+
+#[test]
+fn removing_a_network_takes_everything_away() {
+    let mut env = Env::new("10.213.16.0/23");
+    let one = env.nets.ensure_network(&spec("p_one")).unwrap();
+    // Idempotent: the same network comes back.
+    assert_eq!(env.nets.ensure_network(&spec("p_one")).unwrap(), one);
+    let two = env.nets.ensure_network(&spec("p_two")).unwrap();
+    let a = env.netns("a");
+    let ea = env.nets.connect("p_one", &a, &ep("p-a-1", &["a"])).unwrap();
+    let mut labels = spec("p_two");
+    labels.subnet = Some("10.213.99.0/24".into());
+    assert!(env
+        .nets
+        .ensure_network(&labels)
+        .unwrap_err()
+        .to_string()
+        .contains("differs"));
+
+    // prune keeps networks with containers.
+    assert_eq!(
+        env.nets.prune(|n| n.name.starts_with("p_")).unwrap(),
+        ["p_two"]
+    );
+    assert!(links_with_prefix(&two.bridge).is_empty());
+    let table = nft_table(&env.nets.nft_table()).unwrap().to_string();
+    assert!(!table.contains(&two.bridge), "{table}");
+    assert!(table.contains(&one.bridge));
+
+    env.nets.disconnect_all("p-a-1").unwrap();
+    assert!(links_with_prefix(&ea.host_veth).is_empty());
+    env.nets.remove_network("p_one").unwrap();
+    assert!(links_with_prefix(&one.bridge).is_empty());
+    // The last network gone: so is the table.
+    assert!(nft_table(&env.nets.nft_table()).is_none());
+    assert_eq!(
+        env.nets.remove_network("p_one").unwrap_err().to_string(),
+        "network p_one not found"
+    );
+    env.finish();
+}

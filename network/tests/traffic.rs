@@ -199,6 +199,31 @@ fn dns_answers_names_aliases_replicas_reverse_and_forwards_the_rest() {
     })
     .unwrap();
 
+    // The same over TCP (truncated answers are retried over TCP by resolvers).
+    let mut tcp = Netns::run_in(&c, move || std::net::TcpStream::connect((gw, 53)))
+        .unwrap()
+        .unwrap();
+    let mut q = Message::query();
+    q.metadata.id = 42;
+    q.add_query(hickory_proto::op::Query::query(
+        hickory_proto::rr::Name::from_ascii("frontend.").unwrap(),
+        hickory_proto::rr::RecordType::A,
+    ));
+    let body = q.to_vec().unwrap();
+    let mut framed = (body.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&body);
+    use std::io::{Read, Write};
+    tcp.write_all(&framed).unwrap();
+    let mut len = [0u8; 2];
+    tcp.read_exact(&mut len).unwrap();
+    let mut reply = vec![0u8; u16::from_be_bytes(len) as usize];
+    tcp.read_exact(&mut reply).unwrap();
+    let reply = Message::from_vec(&reply).unwrap();
+    assert_eq!(reply.metadata.id, 42);
+    assert_eq!(reply.answers.len(), 1);
+    assert_eq!(reply.answers[0].data.to_string(), "10.213.20.11");
+    drop(tcp);
+
     server.stop();
     // The listener is gone.
     assert!(UdpSocket::bind(SocketAddr::new(gw.into(), 53)).is_ok());
