@@ -49,6 +49,9 @@ pub struct NameTable {
     reverse: HashMap<Ipv4Addr, String>,
     /// Per asker: `links` alias → target name.
     links: HashMap<Ipv4Addr, HashMap<String, String>>,
+    /// Per asker: names of the asker's other networks (a container on several networks
+    /// asks only its first network's server, as with Docker's single 127.0.0.11).
+    extra: HashMap<Ipv4Addr, HashMap<String, Vec<Ipv4Addr>>>,
 }
 
 fn norm(name: &str) -> String {
@@ -76,6 +79,34 @@ impl NameTable {
         t
     }
 
+    /// The names of `network` in `state`, plus, for each of its containers, the names of
+    /// the other networks that container is on.
+    pub fn from_state(state: &crate::state::State, network: &str) -> NameTable {
+        let Some(net) = state.networks.get(network) else {
+            return NameTable::default();
+        };
+        let mut t = NameTable::from_record(net);
+        for (container, ep) in &net.endpoints {
+            for other in state.networks.values() {
+                if other.name == net.name || !other.endpoints.contains_key(container) {
+                    continue;
+                }
+                let mut eps: Vec<_> = other.endpoints.values().collect();
+                eps.sort_by_key(|e| e.ip);
+                let extra = t.extra.entry(ep.ip).or_default();
+                for e in eps {
+                    for n in &e.names {
+                        let v = extra.entry(norm(n)).or_default();
+                        if !v.contains(&e.ip) {
+                            v.push(e.ip);
+                        }
+                    }
+                }
+            }
+        }
+        t
+    }
+
     /// Adds `name` → `ip` (deduplicated).
     pub fn insert(&mut self, name: &str, ip: Ipv4Addr) {
         let v = self.names.entry(norm(name)).or_default();
@@ -90,7 +121,10 @@ impl NameTable {
         if let Some(target) = self.links.get(&asker).and_then(|l| l.get(&n)) {
             n = target.clone();
         }
-        self.names.get(&n).map(Vec::as_slice)
+        self.names
+            .get(&n)
+            .or_else(|| self.extra.get(&asker).and_then(|x| x.get(&n)))
+            .map(Vec::as_slice)
     }
 
     /// The container name of `ip`.
@@ -237,11 +271,7 @@ impl Shared {
             return;
         }
         if let Ok(st) = crate::state::read(path) {
-            let t = st
-                .networks
-                .get(net)
-                .map(NameTable::from_record)
-                .unwrap_or_default();
+            let t = NameTable::from_state(&st, net);
             self.table.store(Arc::new(t));
             *stamp = mtime;
         }
@@ -576,6 +606,65 @@ mod tests {
             ask("1.2.0.192.in-addr.arpa.", RecordType::PTR, "10.1.0.9", 0),
             Verdict::Forward
         ));
+    }
+
+    #[test]
+    fn containers_on_several_networks_resolve_all_their_networks() {
+        use crate::state::{EndpointRecord, NetworkRecord, State};
+        let ep = |c: &str, ip: &str, names: &[&str]| EndpointRecord {
+            container: c.into(),
+            ifname: "eth0".into(),
+            host_veth: "v".into(),
+            netns: "/x".into(),
+            ip: ip.parse().unwrap(),
+            mac: String::new(),
+            names: names.iter().map(|s| s.to_string()).collect(),
+            links: Default::default(),
+        };
+        let net = |name: &str, sub: &str, eps: Vec<EndpointRecord>| NetworkRecord {
+            name: name.into(),
+            bridge: format!("br-{name}"),
+            subnet: sub.parse().unwrap(),
+            gateway: "10.0.0.1".parse().unwrap(),
+            ip_range: None,
+            internal: false,
+            external: false,
+            mtu: None,
+            labels: Default::default(),
+            endpoints: eps.into_iter().map(|e| (e.container.clone(), e)).collect(),
+        };
+        let mut st = State::default();
+        st.networks.insert(
+            "front".into(),
+            net(
+                "front",
+                "10.1.0.0/24",
+                vec![
+                    ep("app", "10.1.0.2", &["app"]),
+                    ep("web", "10.1.0.3", &["web"]),
+                ],
+            ),
+        );
+        st.networks.insert(
+            "back".into(),
+            net(
+                "back",
+                "10.2.0.0/24",
+                vec![
+                    ep("app", "10.2.0.2", &["app"]),
+                    ep("db", "10.2.0.3", &["db"]),
+                ],
+            ),
+        );
+        let t = NameTable::from_state(&st, "front");
+        let app: Ipv4Addr = "10.1.0.2".parse().unwrap();
+        let web: Ipv4Addr = "10.1.0.3".parse().unwrap();
+        assert_eq!(
+            t.lookup(app, "db"),
+            Some(&["10.2.0.3".parse().unwrap()][..])
+        );
+        assert_eq!(t.lookup(web, "db"), None, "web is not on back");
+        assert_eq!(t.lookup(app, "web"), Some(&[web][..]));
     }
 
     #[test]
