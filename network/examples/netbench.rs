@@ -43,7 +43,34 @@ fn http_get(addr: SocketAddr) -> (usize, Duration) {
     (total, start.elapsed())
 }
 
+/// `netbench get RUNS ADDR...`: median time of `GET /big` from each address (used for the
+/// Podman comparison in `benches/net.sh`).
+fn get_mode(args: &[String]) {
+    let runs: usize = args[0].parse().expect("runs");
+    let addrs: Vec<SocketAddr> = args[1..].iter().map(|a| a.parse().expect("addr")).collect();
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); addrs.len()];
+    for _ in 0..runs {
+        for (i, a) in addrs.iter().enumerate() {
+            let (n, t) = http_get(*a);
+            assert!(n > 100 * 1024 * 1024, "short download from {a}");
+            times[i].push(t);
+        }
+    }
+    for (a, t) in addrs.iter().zip(times) {
+        let m = median(t);
+        println!(
+            "http 100MB from {a}: median {} ({:.0} MB/s, runs={runs})",
+            ms(m),
+            104.8576 / m.as_secs_f64()
+        );
+    }
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("get") {
+        return get_mode(&args[1..]);
+    }
     let n_attach: usize = std::env::var("ATTACH_N")
         .ok()
         .and_then(|s| s.parse().ok())
