@@ -52,6 +52,8 @@ pub struct NameTable {
     /// Per asker: names of the asker's other networks (a container on several networks
     /// asks only its first network's server, as with Docker's single 127.0.0.11).
     extra: HashMap<Ipv4Addr, HashMap<String, Vec<Ipv4Addr>>>,
+    /// Per asker: its own upstream resolvers (`dns:`), port 53.
+    upstreams: HashMap<Ipv4Addr, Vec<SocketAddr>>,
 }
 
 fn norm(name: &str) -> String {
@@ -69,6 +71,12 @@ impl NameTable {
                 t.insert(n, e.ip);
             }
             t.reverse.insert(e.ip, e.container.clone());
+            if !e.dns.is_empty() {
+                t.upstreams.insert(
+                    e.ip,
+                    e.dns.iter().map(|ip| SocketAddr::new(*ip, 53)).collect(),
+                );
+            }
             if !e.links.is_empty() {
                 t.links.insert(
                     e.ip,
@@ -125,6 +133,11 @@ impl NameTable {
             .get(&n)
             .or_else(|| self.extra.get(&asker).and_then(|x| x.get(&n)))
             .map(Vec::as_slice)
+    }
+
+    /// The upstream resolvers of `asker` (its `dns:`), if it has its own.
+    pub fn upstreams(&self, asker: Ipv4Addr) -> Option<&[SocketAddr]> {
+        self.upstreams.get(&asker).map(Vec::as_slice)
     }
 
     /// The container name of `ip`.
@@ -307,7 +320,12 @@ impl Shared {
             turn,
         ) {
             Verdict::Answer(m) => m.to_vec().ok(),
-            Verdict::Forward => forward(&self.cfg.upstreams, query).or_else(|| {
+            Verdict::Forward => {
+                let table = self.table.load();
+                let ups = table.upstreams(*a.ip()).unwrap_or(&self.cfg.upstreams);
+                forward(ups, query)
+            }
+            .or_else(|| {
                 let mut resp = Message::response(req.metadata.id, req.metadata.op_code);
                 resp.queries = req.queries;
                 resp.metadata.response_code = ResponseCode::ServFail;
@@ -620,6 +638,7 @@ mod tests {
             mac: String::new(),
             names: names.iter().map(|s| s.to_string()).collect(),
             links: Default::default(),
+            dns: Vec::new(),
         };
         let net = |name: &str, sub: &str, eps: Vec<EndpointRecord>| NetworkRecord {
             name: name.into(),

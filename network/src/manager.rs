@@ -128,6 +128,9 @@ pub struct EndpointSpec {
     pub names: Vec<String>,
     /// `links` as alias → target name (answered to this container only).
     pub links: BTreeMap<String, String>,
+    /// `dns`: upstream resolvers the network's DNS server forwards this container's other
+    /// queries to (instead of the host's), as Docker's embedded server does.
+    pub dns: Vec<std::net::IpAddr>,
     /// Route everything through this network's gateway (the container's first network).
     pub default_route: bool,
 }
@@ -523,6 +526,7 @@ impl Networks {
             mac: fmt_mac(&mac),
             names: spec.names.clone(),
             links: spec.links.clone(),
+            dns: spec.dns.clone(),
         };
         lk.state
             .networks
@@ -658,6 +662,26 @@ impl Networks {
         teardown_result(errors)?;
         removed.sort();
         Ok(removed)
+    }
+
+    /// Checks the ports of every container of a plan together (two services asking for the
+    /// same host port clash too), before anything is created.
+    pub fn check_all_ports(&self, requests: &[(String, Vec<PortSpec>)]) -> Result<()> {
+        let st = state::read(&self.state_file())?;
+        let mut taken: Vec<(String, PublishedPort)> = Vec::new();
+        for (container, specs) in requests {
+            let mut in_use = in_use(&st, container);
+            in_use.extend(taken.iter().filter(|(c, _)| c != container).cloned());
+            let got = ports::resolve(
+                container,
+                Ipv4Addr::UNSPECIFIED,
+                specs,
+                &in_use,
+                &ports::bindable,
+            )?;
+            taken.extend(got.into_iter().map(|p| (container.clone(), p)));
+        }
+        Ok(())
     }
 
     /// Checks that `specs` can be published for `container` (free host ports, valid ranges)

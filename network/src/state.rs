@@ -87,6 +87,9 @@ pub struct EndpointRecord {
     /// `links`: alias -> target name, answered only to this container.
     #[serde(default)]
     pub links: BTreeMap<String, String>,
+    /// `dns`: this container's own upstream resolvers (used instead of the host's).
+    #[serde(default)]
+    pub dns: Vec<std::net::IpAddr>,
 }
 
 /// An open, locked state file; dropping it releases the lock.

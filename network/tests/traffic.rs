@@ -34,8 +34,8 @@ fn ep(container: &str, names: &[&str]) -> EndpointSpec {
     }
 }
 
-/// A fake upstream resolver on 127.0.0.1 (like a host stub resolver) answering every A
-/// query with 10.213.200.200.
+/// A fake upstream resolver on a loopback address (like a host stub resolver) answering
+/// every A query with `answer`.
 struct FakeUpstream {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
@@ -43,8 +43,8 @@ struct FakeUpstream {
 }
 
 impl FakeUpstream {
-    fn start() -> FakeUpstream {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    fn start(bind: &str, answer: Ipv4Addr) -> FakeUpstream {
+        let sock = UdpSocket::bind(bind).unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
         let addr = sock.local_addr().unwrap();
@@ -68,7 +68,7 @@ impl FakeUpstream {
                         r.add_answer(Record::from_rdata(
                             qq.name().clone(),
                             60,
-                            RData::A(A(Ipv4Addr::new(10, 213, 200, 200))),
+                            RData::A(A(answer)),
                         ));
                     }
                 }
@@ -123,7 +123,9 @@ fn nslookup(pin: &std::path::Path, name: &str, server: Ipv4Addr) -> anyhow::Resu
 #[test]
 fn dns_answers_names_aliases_replicas_reverse_and_forwards_the_rest() {
     let mut env = Env::new("10.213.20.0/23");
-    let upstream = FakeUpstream::start();
+    let upstream = FakeUpstream::start("127.0.0.1:0", Ipv4Addr::new(10, 213, 200, 200));
+    // p-web-2's own `dns:` resolver.
+    let own = FakeUpstream::start("127.0.213.20:53", Ipv4Addr::new(10, 213, 201, 201));
     let net = env.nets.ensure_network(&spec("p_default")).unwrap();
     let w1 = env.netns("web1");
     let w2 = env.netns("web2");
@@ -133,6 +135,7 @@ fn dns_answers_names_aliases_replicas_reverse_and_forwards_the_rest() {
     env.nets.connect("p_default", &w1, &e1).unwrap();
     let mut e2 = ep("p-web-2", &["web", "p-web-2", "frontend"]);
     e2.ipv4 = Some("10.213.20.12".parse().unwrap());
+    e2.dns = vec!["127.0.213.20".parse().unwrap()];
     env.nets.connect("p_default", &w2, &e2).unwrap();
     let mut ec = ep("p-client-1", &["client", "p-client-1", "myhost"]);
     ec.links = BTreeMap::from([("db".to_owned(), "p-web-1".to_owned())]);
@@ -158,7 +161,7 @@ fn dns_answers_names_aliases_replicas_reverse_and_forwards_the_rest() {
     assert_eq!(nslookup(&w1, "myhost", gw).unwrap().len(), 1);
     assert_eq!(nslookup(&c, "db", gw).unwrap(), ["10.213.20.11"]);
     assert!(
-        nslookup(&w2, "db", gw).unwrap() == ["10.213.200.200"],
+        nslookup(&w1, "db", gw).unwrap() == ["10.213.200.200"],
         "links are per container"
     );
     // Everything else goes to the host's resolver (here a 127.0.0.1 stub).
@@ -166,6 +169,12 @@ fn dns_answers_names_aliases_replicas_reverse_and_forwards_the_rest() {
         nslookup(&c, "example.test", gw).unwrap(),
         ["10.213.200.200"]
     );
+    // ... except for a container with its own `dns:`.
+    assert_eq!(
+        nslookup(&w2, "example.test", gw).unwrap(),
+        ["10.213.201.201"]
+    );
+    drop(own);
     // Reverse lookup.
     let out = run_in(
         &c,
@@ -368,6 +377,27 @@ fn published_ports_work_from_host_loopback_host_address_hairpin_and_udp() {
         .unwrap_err();
     assert!(e.to_string().ends_with("is already taken"), "{e}");
     assert!(!env.nets.ports().unwrap().contains_key("p-other-1"));
+
+    // Two services of one plan asking for the same free port clash before anything starts.
+    let p = free_port();
+    let want = vec![PortSpec {
+        host_ip: None,
+        host_ports: Some((p, p)),
+        container_ports: (80, 80),
+        proto: Proto::Tcp,
+    }];
+    let e = env
+        .nets
+        .check_all_ports(&[
+            ("p-a-1".into(), want.clone()),
+            ("p-b-1".into(), want.clone()),
+        ])
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("container p-b-1: port 0.0.0.0:{p}/tcp is already taken by container p-a-1")
+    );
+    env.nets.check_all_ports(&[("p-a-1".into(), want)]).unwrap();
 
     env.nets.unpublish("p-web-1").unwrap();
     assert!(wget(&format!("http://127.0.0.1:{fixed}/")).is_err());
