@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod global;
+pub mod image;
 pub mod version;
 
 /// Run Compose stacks with no Docker daemon: rcompose reads compose.yaml, pulls OCI images,
@@ -30,6 +31,8 @@ pub struct Cli {
 pub enum Command {
     /// Show the rcompose version information
     Version(version::VersionArgs),
+    /// Manage images: ls, inspect, pull, rm, prune, import, load, save
+    Image(image::ImageArgs),
 }
 
 /// Parse the command line, run the verb, map the outcome to an exit code.
@@ -38,6 +41,7 @@ pub fn main() -> ExitCode {
     init_tracing(&cli.global);
     let result = match cli.command {
         Command::Version(args) => version::run(&cli.global, args),
+        Command::Image(args) => image::run(&cli.global, args),
     };
     match result {
         Ok(code) => code,
