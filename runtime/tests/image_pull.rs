@@ -90,7 +90,7 @@ fn pulls_gzip_zstd_and_plain_layers_with_metadata_and_whiteouts() {
     assert_eq!(h.retries, Some(4));
 
     // Lowest layer: busybox.
-    let bb = std::fs::read(&img.layers[0].join("bin/busybox")).unwrap();
+    let bb = std::fs::read(img.layers[0].join("bin/busybox")).unwrap();
     assert_eq!(bb, std::fs::read(BUSYBOX).unwrap());
     assert_eq!(
         std::fs::read_link(img.layers[0].join("bin/sh")).unwrap(),
