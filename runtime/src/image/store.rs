@@ -245,7 +245,7 @@ impl Store {
     ) -> Result<Ingested> {
         let what = expected_blob
             .map(|(d, _)| d.to_string())
-            .unwrap_or_else(|| "imported layer".to_string());
+            .unwrap_or_else(|| "from the imported tarball".to_string());
         let tmp_blob = self.tmp_path("layer-blob");
         let tmp_dir = self.tmp_path("layer");
         let cleanup = || {
@@ -277,9 +277,18 @@ impl Store {
                         (manifest::OCI_LAYER, Box::new(&mut buffered))
                     };
                 let mut hashed = HashReader::new(decoder);
-                unpack_layer(&mut hashed, &tmp_dir).map_err(|source| ImageError::Unpack {
-                    digest: what.clone(),
-                    source,
+                unpack_layer(&mut hashed, &tmp_dir).map_err(|source| match &source {
+                    super::unpack::UnpackError::Write { source: e, .. }
+                        if e.raw_os_error() == Some(28) =>
+                    {
+                        ImageError::DiskFull {
+                            path: self.dir.clone(),
+                        }
+                    }
+                    _ => ImageError::Unpack {
+                        digest: what.clone(),
+                        source,
+                    },
                 })?;
                 // The tar end marker may be followed by padding: the digest covers it all.
                 let diff = hashed.finish().map_err(|e| ImageError::Unpack {
