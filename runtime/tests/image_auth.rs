@@ -15,10 +15,12 @@ use std::sync::{Arc, Mutex};
 use runtime::image::{ImageError, PullPolicy, RegistryOptions, Store};
 use support::*;
 
+/// Requests seen: (path, authorization header).
+type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 struct FakeRegistry {
     port: u16,
-    /// Requests seen: (path, authorization header).
-    seen: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    seen: Seen,
     stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -52,7 +54,7 @@ fn start_fake(
 ) -> FakeRegistry {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (seen2, stop2) = (seen.clone(), stop.clone());
     std::thread::spawn(move || {
