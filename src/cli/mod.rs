@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 pub mod config;
 pub mod global;
+pub mod image;
 pub mod version;
 
 /// Run Compose stacks with no Docker daemon: rcompose reads compose.yaml, pulls OCI images,
@@ -33,6 +34,8 @@ pub enum Command {
     Config(config::ConfigArgs),
     /// Show the rcompose version information
     Version(version::VersionArgs),
+    /// Manage images: ls, inspect, pull, rm, prune, import, load, save
+    Image(image::ImageArgs),
 }
 
 /// Parse the command line, run the verb, map the outcome to an exit code.
@@ -42,6 +45,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Config(args) => config::run(&cli.global, args),
         Command::Version(args) => version::run(&cli.global, args),
+        Command::Image(args) => image::run(&cli.global, args),
     };
     match result {
         Ok(code) => code,
