@@ -647,7 +647,6 @@ mod tests {
             gateway: "10.0.0.1".parse().unwrap(),
             ip_range: None,
             internal: false,
-            external: false,
             mtu: None,
             labels: Default::default(),
             endpoints: eps.into_iter().map(|e| (e.container.clone(), e)).collect(),

@@ -14,7 +14,6 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 
 use ipnet::Ipv4Net;
@@ -213,11 +212,6 @@ pub fn enable_route_localnet(bridge: &str) -> std::io::Result<()> {
         format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"),
         "1",
     )
-}
-
-/// The address a published port can be checked against, for messages.
-pub fn shown_ip(p: &PublishedPort) -> Ipv4Addr {
-    p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED)
 }
 
 #[cfg(test)]

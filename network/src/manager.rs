@@ -371,16 +371,12 @@ impl Networks {
             }
             None => self.bridge_name(name),
         };
-        if let Some(other) = lk.state.networks.values().find(|n| n.bridge == bridge) {
+        if lk.state.networks.values().any(|n| n.bridge == bridge) {
             return Err(NetworkError::Invalid {
                 network: name.to_owned(),
                 what: "bridge name",
                 value: bridge,
-                reason: if other.name.is_empty() {
-                    "in use"
-                } else {
-                    "already used by another network"
-                },
+                reason: "already used by another network",
             });
         }
         if let Some(mtu) = spec.mtu {
@@ -400,7 +396,6 @@ impl Networks {
             gateway,
             ip_range,
             internal: spec.internal,
-            external: false,
             mtu: spec.mtu,
             labels: spec.labels.clone(),
             endpoints: BTreeMap::new(),

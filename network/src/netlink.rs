@@ -175,7 +175,6 @@ impl Netlink {
 
     /// Creates a veth pair: `host` (up, enslaved to `master`) in this namespace and `peer`
     /// (down, with `peer_mac`) directly in the namespace pinned at `peer_ns`.
-    #[allow(clippy::too_many_arguments)]
     pub fn add_veth(
         &mut self,
         host: &str,

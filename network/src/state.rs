@@ -60,9 +60,6 @@ pub struct NetworkRecord {
     pub ip_range: Option<Ipv4Net>,
     #[serde(default)]
     pub internal: bool,
-    /// Created by someone else (`external: true` elsewhere): never removed by us.
-    #[serde(default)]
-    pub external: bool,
     #[serde(default)]
     pub mtu: Option<u32>,
     #[serde(default)]
