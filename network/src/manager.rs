@@ -665,6 +665,7 @@ impl Networks {
         let st = state::read(&self.state_file())?;
         let mut taken: Vec<(String, PublishedPort)> = Vec::new();
         for (container, specs) in requests {
+            ports::check_host_ips(container, specs)?;
             let mut in_use = in_use(&st, container);
             in_use.extend(taken.iter().filter(|(c, _)| c != container).cloned());
             let got = ports::resolve(
@@ -682,6 +683,7 @@ impl Networks {
     /// Checks that `specs` can be published for `container` (free host ports, valid ranges)
     /// without recording anything: call before anything starts.
     pub fn check_ports(&self, container: &str, specs: &[PortSpec]) -> Result<()> {
+        ports::check_host_ips(container, specs)?;
         let st = state::read(&self.state_file())?;
         let in_use = in_use(&st, container);
         ports::resolve(
@@ -703,6 +705,7 @@ impl Networks {
         target: Ipv4Addr,
         specs: &[PortSpec],
     ) -> Result<Vec<PublishedPort>> {
+        ports::check_host_ips(container, specs)?;
         let mut lk = state::lock(&self.dir)?;
         let in_use = in_use(&lk.state, container);
         let resolved = ports::resolve(container, target, specs, &in_use, &ports::bindable)?;
