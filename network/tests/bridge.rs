@@ -228,10 +228,26 @@ fn removing_a_network_takes_everything_away() {
     assert!(!table.contains(&two.bridge), "{table}");
     assert!(table.contains(&one.bridge));
 
+    // A DNS server of p_one stops by itself once the network is removed (by anyone).
+    let dns = network::DnsServer::start(
+        env.nets.dns_config("p_one", vec![]).unwrap(),
+        network::NameTable::default(),
+    )
+    .unwrap();
+    let gw = one.gateway.to_string();
+    assert!(listeners_on(&gw) >= 2, "udp+tcp on {gw}");
+
     env.nets.disconnect_all("p-a-1").unwrap();
     assert!(links_with_prefix(&ea.host_veth).is_empty());
     env.nets.remove_network("p_one").unwrap();
     assert!(links_with_prefix(&one.bridge).is_empty());
+    eventually(Duration::from_secs(5), || {
+        anyhow::ensure!(!dns.is_running(), "dns still running");
+        anyhow::ensure!(listeners_on(&gw) == 0, "listeners left on {gw}");
+        Ok(())
+    })
+    .unwrap();
+    drop(dns);
     // The last network gone: so is the table.
     assert!(nft_table(&env.nets.nft_table()).is_none());
     assert_eq!(
@@ -239,4 +255,13 @@ fn removing_a_network_takes_everything_away() {
         "network p_one not found"
     );
     env.finish();
+}
+
+/// Sockets listening (TCP) or bound (UDP) on `ip`, from `ss`.
+fn listeners_on(ip: &str) -> usize {
+    let out = run(&["ss", "-Hlnut"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&format!("{ip}:")))
+        .count()
 }
