@@ -320,6 +320,12 @@ impl Networks {
         if spec.external {
             return Err(NetworkError::ExternalMissing(name.to_owned()));
         }
+        // Held until the bridge has its address (and so its route): other roots see it.
+        let _machine = if spec.subnet.is_none() {
+            Some(state::machine_lock()?)
+        } else {
+            None
+        };
         let used: Vec<(String, Ipv4Net)> = lk
             .state
             .networks

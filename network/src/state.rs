@@ -127,6 +127,29 @@ pub fn lock(dir: &Path) -> Result<Locked, StateError> {
     })
 }
 
+/// A machine-wide lock held while a subnet is picked from host routes and its bridge is
+/// made, so two state roots (two tests, two installs) never pick the same subnet.
+pub fn machine_lock() -> Result<Flock<File>, StateError> {
+    let dir = if Path::new("/run/lock").is_dir() {
+        PathBuf::from("/run/lock")
+    } else {
+        std::env::temp_dir()
+    };
+    let path = dir.join("rcompose-network-ipam.lock");
+    let io = |op, source| StateError::Io {
+        path: path.clone(),
+        op,
+        source,
+    };
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io("opening lock", e))?;
+    Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| io("locking", std::io::Error::from(e)))
+}
+
 /// Reads the state without locking (for inspection and the DNS server).
 pub fn read(path: &Path) -> Result<State, StateError> {
     match std::fs::read(path) {

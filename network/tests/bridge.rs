@@ -265,3 +265,18 @@ fn listeners_on(ip: &str) -> usize {
         .filter(|l| l.contains(&format!("{ip}:")))
         .count()
 }
+
+#[test]
+fn two_roots_sharing_a_pool_never_pick_the_same_subnet() {
+    let a = Env::new("10.213.36.0/23");
+    let b = Env::new("10.213.36.0/23");
+    let (ia, ib) = std::thread::scope(|s| {
+        let ta = s.spawn(|| a.nets.ensure_network(&spec("p_default")).unwrap());
+        let tb = s.spawn(|| b.nets.ensure_network(&spec("p_default")).unwrap());
+        (ta.join().unwrap(), tb.join().unwrap())
+    });
+    assert_ne!(ia.subnet, ib.subnet);
+    assert_ne!(ia.bridge, ib.bridge);
+    a.finish();
+    b.finish();
+}
