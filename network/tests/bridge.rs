@@ -280,3 +280,32 @@ fn two_roots_sharing_a_pool_never_pick_the_same_subnet() {
     a.finish();
     b.finish();
 }
+
+#[test]
+fn ipam_config_subnet_gateway_and_ip_range_are_honoured() {
+    let mut env = Env::new("10.213.42.0/23");
+    let mut s = spec("p_custom");
+    s.subnet = Some("10.213.40.0/24".into());
+    s.gateway = Some("10.213.40.254".parse().unwrap());
+    s.ip_range = Some("10.213.40.128/25".into());
+    s.labels = [("com.example.team".to_owned(), "net".to_owned())].into();
+    let info = env.nets.ensure_network(&s).unwrap();
+    assert_eq!(addrs(None, &info.bridge), ["10.213.40.254/24"]);
+    let n = env.netns("n");
+    let e = env.nets.connect("p_custom", &n, &ep("p-n-1", &[])).unwrap();
+    assert_eq!(e.ip.to_string(), "10.213.40.128");
+    assert_eq!(
+        ip_json(Some(&n), &["route", "show", "default"])[0]["gateway"],
+        "10.213.40.254"
+    );
+    let rec = env.nets.inspect("p_custom").unwrap();
+    assert_eq!(rec.labels["com.example.team"], "net");
+    let mut bad = spec("p_bad");
+    bad.subnet = Some("10.213.41.0/24".into());
+    bad.gateway = Some("10.213.40.1".parse().unwrap());
+    assert_eq!(
+        env.nets.ensure_network(&bad).unwrap_err().to_string(),
+        "network p_bad: gateway 10.213.40.1 is outside subnet 10.213.41.0/24"
+    );
+    env.finish();
+}
