@@ -336,6 +336,17 @@ impl Networks {
             Some(s) => {
                 let net = ipam::parse_subnet(name, s)?;
                 ipam::check_subnet(name, net, &used)?;
+                if let Some(r) = ipam::host_routes()
+                    .into_iter()
+                    .find(|r| r.prefix_len() > 0 && ipam::overlaps(r, &net))
+                {
+                    return Err(IpamError::Overlap {
+                        network: name.to_owned(),
+                        subnet: net,
+                        other: format!("the host route {r}"),
+                    }
+                    .into());
+                }
                 net
             }
             None => ipam::pick_subnet(name, &self.pool, &used, &ipam::host_routes())?,
@@ -384,6 +395,23 @@ impl Networks {
                 value: bridge,
                 reason: "already used by another network",
             });
+        }
+        if spec.bridge.is_some() {
+            let exists = Netlink::open()
+                .and_then(|mut nl| nl.link_index(&bridge))
+                .map_err(|source| NetworkError::Bridge {
+                    network: name.to_owned(),
+                    bridge: bridge.clone(),
+                    source,
+                })?;
+            if exists.is_some() {
+                return Err(NetworkError::Invalid {
+                    network: name.to_owned(),
+                    what: "bridge name",
+                    value: bridge,
+                    reason: "an interface with that name already exists",
+                });
+            }
         }
         if let Some(mtu) = spec.mtu {
             if !(68..=65535).contains(&mtu) {

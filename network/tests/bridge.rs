@@ -103,6 +103,29 @@ fn bad_input_is_rejected_before_anything_is_created() {
         .unwrap_err()
         .to_string()
         .contains("host bits set"));
+    // A subnet the host already routes (its own LAN, e.g. eth0's).
+    let routes = ip_json(None, &["-4", "route", "show", "table", "main"]);
+    let lan = routes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| !r["dev"].as_str().unwrap_or("").starts_with("rc"))
+        .filter_map(|r| r["dst"].as_str())
+        .find(|d| *d != "default" && d.contains('/'))
+        .expect("a connected route on the host")
+        .to_owned();
+    let mut on_host = spec("p_host");
+    on_host.subnet = Some(lan.clone());
+    assert_eq!(
+        env.nets.ensure_network(&on_host).unwrap_err().to_string(),
+        format!("network p_host: subnet {lan} overlaps the host route {lan}")
+    );
+    let mut lo = spec("p_lo");
+    lo.bridge = Some("lo".into());
+    assert_eq!(
+        env.nets.ensure_network(&lo).unwrap_err().to_string(),
+        "network p_lo: invalid bridge name \"lo\": an interface with that name already exists"
+    );
     let mut ext = spec("shared");
     ext.external = true;
     assert_eq!(

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 pub mod config;
-pub mod global;
-pub mod image;
 pub mod down;
 pub mod exec;
+pub mod global;
+pub mod image;
 pub mod inspect;
 pub mod lifecycle;
 pub mod logs;
