@@ -46,6 +46,17 @@ pub enum DnsError {
     },
 }
 
+impl DnsError {
+    /// True when another process already listens on the address: every server of a state
+    /// root follows the same state file, so one server per network is enough (e.g. a
+    /// project joining a network as `external` need not start its own).
+    pub fn is_addr_in_use(&self) -> bool {
+        match self {
+            DnsError::Bind { source, .. } => source.kind() == std::io::ErrorKind::AddrInUse,
+        }
+    }
+}
+
 /// Names of one network.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NameTable {

@@ -67,6 +67,8 @@ pub enum NetworkError {
     },
     #[error("network {network}: container {container} is already connected")]
     AlreadyConnected { network: String, container: String },
+    #[error("network {network} is still used by containers: {containers}")]
+    InUse { network: String, containers: String },
     #[error("network {network}: container {container} is not connected")]
     NotConnected { network: String, container: String },
     #[error("network {network}: writing {path}: {source}")]
@@ -770,8 +772,10 @@ impl Networks {
         Ok(())
     }
 
-    /// Removes a network: any remaining veths, the bridge (with its address and routes),
-    /// its firewall rules. Never call it for a network used as `external`.
+    /// Removes a network: the bridge (with its address and routes) and its firewall rules.
+    /// Refused while containers are connected (disconnect the project's own first; others,
+    /// e.g. of a project using it as `external`, keep it alive). Never call it for a network
+    /// the project only references as `external`.
     pub fn remove_network(&self, name: &str) -> Result<()> {
         let mut lk = state::lock(&self.dir)?;
         let rec = lk
@@ -780,6 +784,12 @@ impl Networks {
             .get(name)
             .cloned()
             .ok_or_else(|| NetworkError::Unknown(name.to_owned()))?;
+        if !rec.endpoints.is_empty() {
+            return Err(NetworkError::InUse {
+                network: name.to_owned(),
+                containers: rec.endpoints.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
+        }
         let mut errors = Vec::new();
         self.delete_links(&rec, &mut errors);
         if errors.is_empty() {

@@ -260,6 +260,15 @@ fn removing_a_network_takes_everything_away() {
     let gw = one.gateway.to_string();
     assert!(listeners_on(&gw) >= 2, "udp+tcp on {gw}");
 
+    assert_eq!(
+        env.nets.remove_network("p_one").unwrap_err().to_string(),
+        "network p_one is still used by containers: p-a-1"
+    );
+    let second = network::DnsServer::start(
+        env.nets.dns_config("p_one", vec![]).unwrap(),
+        network::NameTable::default(),
+    );
+    assert!(second.err().is_some_and(|e| e.is_addr_in_use()));
     env.nets.disconnect_all("p-a-1").unwrap();
     assert!(links_with_prefix(&ea.host_veth).is_empty());
     env.nets.remove_network("p_one").unwrap();
