@@ -56,6 +56,8 @@ pub trait Firewall: Send + Sync {
     fn apply(&self, rules: &Ruleset) -> Result<(), FirewallError>;
     /// Deletes the table `table`; a missing table is not an error.
     fn remove(&self, table: &str) -> Result<(), FirewallError>;
+    /// Whether the table `table` exists.
+    fn exists(&self, table: &str) -> Result<bool, FirewallError>;
 }
 
 /// The nftables implementation: feeds a script to `nft -f -`.
@@ -72,6 +74,9 @@ impl Firewall for NoFirewall {
     }
     fn remove(&self, _: &str) -> Result<(), FirewallError> {
         Ok(())
+    }
+    fn exists(&self, _: &str) -> Result<bool, FirewallError> {
+        Ok(false)
     }
 }
 
@@ -114,6 +119,20 @@ fn run_nft(table: &str, script: &str) -> Result<(), FirewallError> {
 impl Firewall for Nft {
     fn apply(&self, rules: &Ruleset) -> Result<(), FirewallError> {
         run_nft(&rules.table, &render(rules))
+    }
+
+    fn exists(&self, table: &str) -> Result<bool, FirewallError> {
+        let out = Command::new("nft")
+            .args(["list", "table", "ip", table])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|source| FirewallError::Spawn {
+                table: table.to_owned(),
+                source,
+            })?;
+        Ok(out.success())
     }
 
     fn remove(&self, table: &str) -> Result<(), FirewallError> {

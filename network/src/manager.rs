@@ -865,6 +865,34 @@ impl Networks {
         teardown_result(errors)
     }
 
+    /// Kernel objects of this root that exist right now, for leak checks after `down`:
+    /// interfaces named with [`Networks::iface_prefix`] or recorded as bridges, and the nft
+    /// table. Empty when everything is gone.
+    pub fn leftovers(&self) -> Result<Vec<String>> {
+        let recorded: Vec<String> = state::read(&self.state_file())?
+            .networks
+            .into_values()
+            .map(|n| n.bridge)
+            .collect();
+        let prefix = self.iface_prefix();
+        let mut out: Vec<String> = Netlink::open()
+            .and_then(|mut nl| nl.link_names())
+            .map_err(|source| NetworkError::Bridge {
+                network: "*".into(),
+                bridge: prefix.clone(),
+                source,
+            })?
+            .into_iter()
+            .filter(|n| n.starts_with(&prefix) || recorded.contains(n))
+            .map(|n| format!("interface {n}"))
+            .collect();
+        if self.firewall.exists(&self.nft_table())? {
+            out.push(format!("nft table ip {}", self.nft_table()));
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// The DNS server settings of `network`: on its gateway port 53, upstreams as given
     /// (normally [`crate::dns::host_resolvers`]), following the state file.
     pub fn dns_config(&self, network: &str, upstreams: Vec<SocketAddr>) -> Result<DnsConfig> {

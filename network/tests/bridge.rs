@@ -181,6 +181,15 @@ fn remove_all_cleans_up_after_a_crash() {
     env.nets.connect("p_two", &a, &second).unwrap();
     assert_eq!(addrs(Some(&a), "eth1").len(), 1);
     assert!(nft_table(&env.nets.nft_table()).is_some());
+    let left = env.nets.leftovers().unwrap();
+    assert!(
+        left.contains(&format!("interface {}", two.bridge)),
+        "{left:?}"
+    );
+    assert!(
+        left.contains(&format!("nft table ip {}", env.nets.nft_table())),
+        "{left:?}"
+    );
     // A fresh manager on the same root (the first one "crashed") removes everything.
     let again = network::Networks::new(&env.tmp.path().join("root"));
     again.remove_all().unwrap();
