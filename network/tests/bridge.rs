@@ -350,3 +350,35 @@ fn ipam_config_subnet_gateway_and_ip_range_are_honoured() {
     );
     env.finish();
 }
+
+#[test]
+fn teardown_tolerates_resources_recorded_but_never_created() {
+    // A crash right after recording (before creating) leaves records of things that do not
+    // exist: teardown must still succeed and clear the state.
+    let env = Env::new("10.213.44.0/23");
+    let info = env.nets.ensure_network(&spec("p_real")).unwrap();
+    let path = env.nets.state_file();
+    let mut st: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let mut ghost = st["networks"]["p_real"].clone();
+    ghost["name"] = "p_ghost".into();
+    ghost["bridge"] = format!("{}gh", env.nets.iface_prefix()).into();
+    ghost["subnet"] = "10.213.45.0/24".into();
+    ghost["gateway"] = "10.213.45.1".into();
+    ghost["endpoints"]["p-ghost-1"] = serde_json::json!({
+        "container": "p-ghost-1", "ifname": "eth0",
+        "host_veth": format!("{}gv", env.nets.iface_prefix()),
+        "netns": "/nonexistent", "ip": "10.213.45.2", "mac": "02:42:0a:d5:2d:02"
+    });
+    st["networks"]["p_ghost"] = ghost;
+    st["ports"]["p-ghost-1"] = serde_json::json!([{
+        "host_ip": null, "host_port": 1, "container_port": 80, "proto": "tcp",
+        "target": "10.213.45.2"
+    }]);
+    std::fs::write(&path, serde_json::to_vec(&st).unwrap()).unwrap();
+    assert_eq!(env.nets.list().unwrap().len(), 2);
+    env.nets.remove_all().unwrap();
+    assert!(env.nets.list().unwrap().is_empty());
+    assert!(env.nets.ports().unwrap().is_empty());
+    assert!(links_with_prefix(&info.bridge).is_empty());
+    env.finish();
+}
