@@ -43,6 +43,8 @@ pub fn finish(
     let mut used_volumes: Vec<String> = Vec::new();
     let mut used_secrets: Vec<String> = Vec::new();
     let mut used_configs: Vec<String> = Vec::new();
+    let used =
+        |v: &Vec<String>| -> std::collections::HashSet<String> { v.iter().cloned().collect() };
     if let Some(svcs) = section_mut(top, "services") {
         for (name, svc) in svcs.iter_mut() {
             let Some(m) = svc.as_map_mut() else { continue };
@@ -235,17 +237,15 @@ pub fn finish(
             }
         }
     }
-    if let Some(nets) = section_mut(top, "networks") {
-        nets.retain(|k, _| used_networks.iter().any(|u| u == k));
-    }
-    if let Some(vols) = section_mut(top, "volumes") {
-        vols.retain(|k, _| used_volumes.iter().any(|u| u == k));
-    }
-    if let Some(m) = section_mut(top, "secrets") {
-        m.retain(|k, _| used_secrets.iter().any(|u| u == k));
-    }
-    if let Some(m) = section_mut(top, "configs") {
-        m.retain(|k, _| used_configs.iter().any(|u| u == k));
+    for (kind, names) in [
+        ("networks", used(&used_networks)),
+        ("volumes", used(&used_volumes)),
+        ("secrets", used(&used_secrets)),
+        ("configs", used(&used_configs)),
+    ] {
+        if let Some(m) = section_mut(top, kind) {
+            m.retain(|k, _| names.contains(k));
+        }
     }
     for kind in ["networks", "volumes", "secrets", "configs"] {
         let Some(m) = section_mut(top, kind) else {

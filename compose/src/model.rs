@@ -140,6 +140,7 @@ pub struct Service {
     pub pre_stop: Option<Vec<Json>>,
     pub privileged: Option<bool>,
     pub pull_policy: Option<String>,
+    pub pull_refresh_after: Option<String>,
     pub read_only: Option<bool>,
     pub restart: Option<String>,
     pub runtime: Option<String>,
