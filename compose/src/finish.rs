@@ -407,6 +407,29 @@ pub fn check_consistency(model: &Node) -> Result<(), Error> {
                 }
             }
         }
+        let replicas = svc
+            .get("deploy")
+            .and_then(|d| d.get("replicas"))
+            .and_then(Node::as_str)
+            .and_then(|r| r.parse::<i64>().ok());
+        if let (Some(r), Some(sc)) = (replicas, svc.get("scale")) {
+            if sc.as_str().and_then(|t| t.parse::<i64>().ok()) != Some(r) {
+                return Err(conflict(
+                    &sc.span,
+                    p("scale"),
+                    format!("can't set distinct values on 'scale' and 'deploy.replicas' of service {name:?}"),
+                ));
+            }
+        }
+        if let (Some(r), Some(cn)) = (replicas, svc.get("container_name")) {
+            if r > 1 {
+                return Err(conflict(
+                    &cn.span,
+                    p("container_name"),
+                    format!("service {name:?} sets container_name, so it cannot run {r} replicas"),
+                ));
+            }
+        }
         if let Some(nm) = svc.get("network_mode") {
             if let Some(nets) = svc.get("networks").and_then(Node::as_map) {
                 if !nets.is_empty() {

@@ -43,6 +43,8 @@ pub struct Project {
     #[serde(skip)]
     pub warnings: Vec<String>,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub services: IndexMap<String, Service>,
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub networks: IndexMap<String, Network>,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub volumes: IndexMap<String, Volume>,
@@ -53,8 +55,6 @@ pub struct Project {
     /// Top-level models (Docker Compose does not print them in `config`).
     #[serde(default, skip_serializing)]
     pub models: IndexMap<String, Model>,
-    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
-    pub services: IndexMap<String, Service>,
     #[serde(flatten)]
     pub extensions: Extensions,
 }
