@@ -238,10 +238,10 @@ mod tests {
         assert_eq!(f("pids.max"), "20");
         assert_eq!(f("io.weight"), "default 4950");
         let sub = std::fs::read_to_string(tmp.path().join("cgroup.subtree_control")).unwrap();
-        assert_eq!(sub, "+cpuset +cpu +memory +pids +io");
+        assert_eq!(sub, "+cpu +cpuset +memory +pids +io");
         let sub = std::fs::read_to_string(tmp.path().join("rcompose-abcd/cgroup.subtree_control"))
             .unwrap();
-        assert_eq!(sub, "+cpuset +cpu +memory +pids +io");
+        assert_eq!(sub, "+cpu +cpuset +memory +pids +io");
     }
 
     #[test]
