@@ -123,7 +123,12 @@ struct Privileges {
 fn privileges(spec: &ContainerSpec, privileged: bool) -> Result<Privileges, String> {
     let mut sec = spec.security.clone();
     sec.privileged |= privileged;
-    let caps = security::capabilities(&sec).map_err(|e| e.to_string())?;
+    let mut caps = security::capabilities(&sec).map_err(|e| e.to_string())?;
+    // `privileged` and `ALL` mean every capability this host can grant (this machine's bounding
+    // set lacks CAP_SYS_RESOURCE, for one).
+    let bounding =
+        caps::read(None, CapSet::Bounding).map_err(|e| format!("read the bounding set: {e}"))?;
+    caps.retain(|c| bounding.contains(c));
     let seccomp = if sec.privileged || sec.seccomp_unconfined {
         Vec::new()
     } else {
@@ -221,7 +226,10 @@ fn create(spec: &ContainerSpec, cgroup_root: &Path, cgroup_path: &Path) -> Resul
             drop(status_r);
             close_request_socket();
             let message = container_process(spec, &privs, &status_w);
-            let _ = nix::unistd::write(&status_w, format!("ERR {message}\n").as_bytes());
+            // After start the helper is gone: the error goes to the container's stderr.
+            if nix::unistd::write(&status_w, format!("ERR {message}\n").as_bytes()).is_err() {
+                eprintln!("rcompose: service {}: {message}", spec.service);
+            }
             // SAFETY: _exit skips atexit handlers and destructors of the forked copy.
             unsafe { libc::_exit(1) }
         }
@@ -469,9 +477,31 @@ fn finalize(p: Prepared, privs: &Privileges, init: bool) -> String {
     }
 }
 
+/// Install the filters with seccomp(2) directly: seccompiler's `apply_filter` also sets
+/// no_new_privs, which Docker only sets for `no-new-privileges`. Without it the kernel requires
+/// CAP_SYS_ADMIN, which we hold until the capability drop that follows.
 fn apply_seccomp(filters: &[BpfProgram]) -> Result<(), String> {
     for f in filters {
-        seccompiler::apply_filter(f).map_err(|e| format!("install seccomp filter: {e}"))?;
+        let prog = libc::sock_fprog {
+            len: f.len() as u16,
+            filter: f.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: `prog` points at `f`, a live Vec of BPF instructions whose layout matches
+        // `struct sock_filter` (seccompiler's `sock_filter` is repr(C) with the same fields).
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &prog as *const libc::sock_fprog,
+            )
+        };
+        if rc != 0 {
+            return Err(format!(
+                "install seccomp filter: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
     }
     Ok(())
 }
