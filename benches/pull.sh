@@ -28,10 +28,10 @@ trap cleanup EXIT
 
 echo "== generating layers in $W"
 mkdir -p "$W/l1/data" "$W/l2/data" "$W/layout/blobs/sha256"
-# Layer 1: ~100 MB of incompressible data in 40 files.
-for i in $(seq 1 40); do head -c 2500000 /dev/urandom > "$W/l1/data/rand$i"; done
-# Layer 2: ~175 MB of compressible text (numbers), ~30 MB gzipped.
-for i in $(seq 1 10); do seq $((i * 10000000)) $((i * 10000000 + 2200000)) > "$W/l2/data/text$i"; done
+# Layer 1: ~82 MB of incompressible data in 41 files.
+for i in $(seq 1 41); do head -c 2000000 /dev/urandom > "$W/l1/data/rand$i"; done
+# Layer 2: ~193 MB of compressible text (numbers), ~47 MB gzipped.
+for i in $(seq 1 10); do seq $((i * 10000000)) $((i * 10000000 + 2150000 - 1)) > "$W/l2/data/text$i"; done
 tar -C "$W/l1" -cf "$W/l1.tar" . && tar -C "$W/l2" -cf "$W/l2.tar" .
 gzip -6 -c "$W/l1.tar" > "$W/l1.tar.gz" && gzip -6 -c "$W/l2.tar" > "$W/l2.tar.gz"
 rm -rf "$W/l1" "$W/l2"
