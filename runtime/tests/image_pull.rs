@@ -441,3 +441,89 @@ fn concurrent_pulls_of_one_image_do_the_work_once() {
         2
     );
 }
+
+/// Child half of `a_pull_killed_mid_layer_leaves_no_half_image`: when run with
+/// `RCOMPOSE_TEST_KILLED_PULL=<root> <reference>` it pulls, announces the first progress
+/// on stdout and then stalls inside the download until it is killed. Otherwise it does
+/// nothing.
+#[test]
+fn killed_pull_child() {
+    let Ok(spec) = std::env::var("RCOMPOSE_TEST_KILLED_PULL") else {
+        return;
+    };
+    let (root, reference) = spec.split_once(' ').unwrap();
+    let store = open(Path::new(root));
+    let _ = store.ensure(reference, PullPolicy::Always, None, &|e| {
+        if let PullEvent::LayerProgress { .. } = e {
+            println!("MID-LAYER");
+            use std::io::Write;
+            std::io::stdout().flush().unwrap();
+            std::thread::sleep(Duration::from_secs(60));
+        }
+    });
+}
+
+#[test]
+fn a_pull_killed_mid_layer_leaves_no_half_image() {
+    use std::io::BufRead;
+    let reg = Registry::start();
+    let big: Vec<u8> = (0..8_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 9) as u8)
+        .collect();
+    let mut l = LayerBuilder::new();
+    l.file("big", 0o644, &big);
+    build_and_push(
+        &reg,
+        "app/killed:1",
+        &[ImageSpec::new(vec![(l.finish(), Compression::Gzip)])],
+    );
+    let root = state_root();
+    let reference = format!("{}/app/killed:1", reg.host());
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "killed_pull_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(
+            "RCOMPOSE_TEST_KILLED_PULL",
+            format!("{} {reference}", root.path().display()),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().unwrap();
+    let mut guard = Kill(child);
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let mid = lines.any(|l| l.map(|l| l.contains("MID-LAYER")).unwrap_or(false));
+    assert!(mid, "child reached the middle of the layer");
+    let staging = root.path().join("images/tmp");
+    assert!(
+        std::fs::read_dir(&staging).unwrap().count() > 0,
+        "staging in use"
+    );
+    guard.0.kill().unwrap();
+    guard.0.wait().unwrap();
+
+    let store = open(root.path());
+    assert!(store.list().unwrap().is_empty(), "no half image");
+    assert!(store.get(&reference).unwrap().is_none());
+    assert_eq!(
+        std::fs::read_dir(&staging).unwrap().count(),
+        0,
+        "staging cleaned"
+    );
+    let img = store
+        .ensure(&reference, PullPolicy::Missing, None, &no_progress)
+        .unwrap();
+    assert_eq!(std::fs::read(img.layers[0].join("big")).unwrap(), big);
+}

@@ -90,8 +90,9 @@ pub struct RmArgs {
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
-    /// Do not prompt for confirmation (accepted for Docker compatibility; never prompts)
-    #[arg(short, long)]
+    /// Do not prompt for confirmation (accepted for Docker compatibility; never prompts).
+    /// No `-f`: that is the global compose-file flag.
+    #[arg(long)]
     pub force: bool,
 }
 
@@ -463,5 +464,21 @@ fn created_ago(created: Option<&str>) -> String {
         60..=3599 => format!("{} minutes ago", secs / 60),
         3600..=86399 => format!("{} hours ago", secs / 3600),
         _ => format!("{} days ago", secs / 86400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn image_verbs_do_not_clash_with_global_flags() {
+        use clap::CommandFactory;
+        super::super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes_print_as_docker_does() {
+        assert_eq!(super::human_size(999), "999B");
+        assert_eq!(super::human_size(1_031_490), "1.031MB");
+        assert_eq!(super::human_size(130_000_000), "130MB");
     }
 }
