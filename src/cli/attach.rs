@@ -7,7 +7,9 @@ use std::io::{BufWriter, Write};
 use std::time::Duration;
 
 use crate::supervisor::logs::{Entry, Tail};
-use crate::supervisor::state::{ContainerRecord, ContainerStatus, ProjectPaths, ProjectState, StateStore};
+use crate::supervisor::state::{
+    ContainerRecord, ContainerStatus, ProjectPaths, ProjectState, StateStore,
+};
 
 use super::render::log_prefix;
 
@@ -108,7 +110,8 @@ pub fn follow(
         }
         for c in st.containers.values().filter(|c| select(c)) {
             let prev = last_status.insert(c.name.clone(), c.status);
-            if c.status == ContainerStatus::Exited && prev.is_some_and(|p| p != ContainerStatus::Exited)
+            if c.status == ContainerStatus::Exited
+                && prev.is_some_and(|p| p != ContainerStatus::Exited)
             {
                 // Print what it wrote last before saying it exited.
                 if let Some((t, rec)) = tails.get_mut(&c.name) {

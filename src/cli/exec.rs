@@ -85,8 +85,14 @@ pub fn run(g: &GlobalArgs, args: ExecArgs) -> Result<ExitCode> {
         process: rt::ProcessSpec {
             args: args.command.clone(),
             env,
-            cwd: args.workdir.clone().or_else(|| created.spec.process.cwd.clone()),
-            user: args.user.clone().or_else(|| created.spec.process.user.clone()),
+            cwd: args
+                .workdir
+                .clone()
+                .or_else(|| created.spec.process.cwd.clone()),
+            user: args
+                .user
+                .clone()
+                .or_else(|| created.spec.process.user.clone()),
             group_add: vec![],
             tty,
             stdin: args.interactive && !args.detach,
@@ -116,7 +122,9 @@ pub fn run(g: &GlobalArgs, args: ExecArgs) -> Result<ExitCode> {
     };
     let (stdout, stderr) = if args.detach {
         let null = || -> Result<OwnedFd> {
-            Ok(OwnedFd::from(std::fs::OpenOptions::new().write(true).open("/dev/null")?))
+            Ok(OwnedFd::from(
+                std::fs::OpenOptions::new().write(true).open("/dev/null")?,
+            ))
         };
         (null()?, null()?)
     } else {

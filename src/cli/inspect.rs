@@ -167,7 +167,9 @@ use serde_json::json;
 use crate::supervisor::api::Line;
 use crate::supervisor::daemon;
 use crate::supervisor::ops::Request;
-use crate::supervisor::state::{list_projects, pid_alive, ContainerStatus, ProjectState, StateStore};
+use crate::supervisor::state::{
+    list_projects, pid_alive, ContainerStatus, ProjectState, StateStore,
+};
 
 use super::global::GlobalArgs;
 use super::project::Ctx;
@@ -274,9 +276,15 @@ pub fn images(g: &GlobalArgs, a: ImagesArgs) -> Result<ExitCode> {
         .values()
         .filter(|c| a.services.is_empty() || a.services.contains(&c.service))
     {
-        let Some(i) = store.get(&c.image)? else { continue };
+        let Some(i) = store.get(&c.image)? else {
+            continue;
+        };
         let id = i.id.to_string();
-        let short = id.trim_start_matches("sha256:").chars().take(12).collect::<String>();
+        let short = id
+            .trim_start_matches("sha256:")
+            .chars()
+            .take(12)
+            .collect::<String>();
         let (repo, tag) = match c.image.rsplit_once(':') {
             Some((r, t)) if !t.contains('/') => (r.to_string(), t.to_string()),
             _ => (c.image.clone(), "latest".to_string()),
@@ -286,7 +294,13 @@ pub fn images(g: &GlobalArgs, a: ImagesArgs) -> Result<ExitCode> {
             continue;
         }
         json_rows.push(json!({"ContainerName": c.name, "Repository": repo, "Tag": tag, "ID": id, "Size": i.size}));
-        rows.push(vec![c.name.clone(), repo, tag, short, format!("{}B", i.size)]);
+        rows.push(vec![
+            c.name.clone(),
+            repo,
+            tag,
+            short,
+            format!("{}B", i.size),
+        ]);
     }
     if a.quiet {
         return Ok(ExitCode::SUCCESS);
@@ -296,7 +310,10 @@ pub fn images(g: &GlobalArgs, a: ImagesArgs) -> Result<ExitCode> {
     } else {
         print!(
             "{}",
-            table(&["CONTAINER", "REPOSITORY", "TAG", "IMAGE ID", "SIZE"], &rows)
+            table(
+                &["CONTAINER", "REPOSITORY", "TAG", "IMAGE ID", "SIZE"],
+                &rows
+            )
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -315,7 +332,9 @@ pub fn ls(g: &GlobalArgs, a: LsArgs) -> Result<ExitCode> {
             }
         }
         let paths = crate::supervisor::state::ProjectPaths::new(&g.root, &g.run_dir, &name);
-        let Some(st) = StateStore::new(paths).load()? else { continue };
+        let Some(st) = StateStore::new(paths).load()? else {
+            continue;
+        };
         let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
         for c in st.containers.values() {
             let alive = c.pid.is_some_and(|p| pid_alive(p, c.pid_start));
@@ -369,7 +388,9 @@ pub fn stats(g: &GlobalArgs, a: StatsArgs) -> Result<ExitCode> {
             (a.all || c.status == ContainerStatus::Running)
                 && (a.services.is_empty() || a.services.contains(&c.service))
         }) {
-            let Ok(h) = handle(&ctx, &c.name) else { continue };
+            let Ok(h) = handle(&ctx, &c.name) else {
+                continue;
+            };
             let s = h.stats().ok();
             let v = serde_json::to_value(&s).unwrap_or_default();
             let mem = v.get("memory_usage").and_then(|x| x.as_u64()).unwrap_or(0);
@@ -385,13 +406,20 @@ pub fn stats(g: &GlobalArgs, a: StatsArgs) -> Result<ExitCode> {
                 rows.push(vec![
                     c.name.clone(),
                     format!("{:.2}s", cpu as f64 / 1e9),
-                    format!("{:.1}MiB / {:.1}MiB", mem as f64 / 1048576.0, limit as f64 / 1048576.0),
+                    format!(
+                        "{:.1}MiB / {:.1}MiB",
+                        mem as f64 / 1048576.0,
+                        limit as f64 / 1048576.0
+                    ),
                     pids.to_string(),
                 ]);
             }
         }
         if a.format != "json" {
-            print!("{}", table(&["NAME", "CPU TIME", "MEM USAGE / LIMIT", "PIDS"], &rows));
+            print!(
+                "{}",
+                table(&["NAME", "CPU TIME", "MEM USAGE / LIMIT", "PIDS"], &rows)
+            );
         }
         if a.no_stream {
             return Ok(ExitCode::SUCCESS);
@@ -459,5 +487,9 @@ pub fn pull(g: &GlobalArgs, a: PullArgs) -> Result<ExitCode> {
             }
         }
     }
-    Ok(if failed { ExitCode::from(18) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(18)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

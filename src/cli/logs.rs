@@ -50,7 +50,10 @@ pub fn run(g: &GlobalArgs, args: LogsArgs) -> Result<ExitCode> {
     let st = ctx.state()?;
     for s in &args.services {
         let known = st.containers.values().any(|c| &c.service == s)
-            || ctx.project.as_ref().is_some_and(|p| p.services.contains_key(s));
+            || ctx
+                .project
+                .as_ref()
+                .is_some_and(|p| p.services.contains_key(s));
         if !known {
             bail!("no such service: {s}");
         }
@@ -67,25 +70,32 @@ pub fn run(g: &GlobalArgs, args: LogsArgs) -> Result<ExitCode> {
     };
     let tail = match args.tail.as_str() {
         "all" | "-1" => None,
-        n => Some(n.parse::<usize>().with_context(|| format!("invalid --tail {n:?}"))?),
+        n => Some(
+            n.parse::<usize>()
+                .with_context(|| format!("invalid --tail {n:?}"))?,
+        ),
     };
     let services = args.services.clone();
     let index = args.index;
     let select = move |c: &ContainerRecord| {
-        (services.is_empty() || services.contains(&c.service)) && index.is_none_or(|i| c.number == i)
+        (services.is_empty() || services.contains(&c.service))
+            && index.is_none_or(|i| c.number == i)
     };
     let color = {
         use std::io::IsTerminal;
         !args.no_color && g.use_ansi_on(std::io::stdout().is_terminal())
     };
     let mut printer = Printer::new(color, !args.no_log_prefix, args.timestamps);
-    let mut selected: Vec<&ContainerRecord> = st.containers.values().filter(|c| select(c)).collect();
+    let mut selected: Vec<&ContainerRecord> =
+        st.containers.values().filter(|c| select(c)).collect();
     selected.sort_by(|a, b| (&a.service, a.number).cmp(&(&b.service, b.number)));
     for c in &selected {
         printer.register(c);
     }
     for c in &selected {
-        read_all(&ctx.paths.log_file(&c.name), &window, tail, &mut |e| printer.line(c, e))?;
+        read_all(&ctx.paths.log_file(&c.name), &window, tail, &mut |e| {
+            printer.line(c, e)
+        })?;
     }
     printer.flush();
     if args.follow && window.until.is_none() {

@@ -7,9 +7,11 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 pub mod attach;
+pub mod config;
 pub mod down;
 pub mod exec;
 pub mod global;
+pub mod image;
 pub mod inspect;
 pub mod lifecycle;
 pub mod logs;
@@ -37,6 +39,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Parse, resolve and render the compose file in canonical format
+    Config(config::ConfigArgs),
     /// Create and start containers
     Up(up::UpArgs),
     /// Stop and remove containers, networks
@@ -87,6 +91,8 @@ pub enum Command {
     Pull(inspect::PullArgs),
     /// Generate shell completions (bash, zsh, fish)
     Completion(inspect::CompletionArgs),
+    /// Manage images: ls, inspect, pull, rm, prune, import, load, save
+    Image(image::ImageArgs),
     /// Show the rcompose version information
     Version(version::VersionArgs),
     /// Run the supervisor of a project (started by `up -d`; not for direct use)
@@ -108,6 +114,8 @@ pub fn main() -> ExitCode {
     let g = &cli.global;
     let result = match cli.command {
         Command::Version(args) => version::run(g, args),
+        Command::Config(args) => config::run(g, args),
+        Command::Image(args) => image::run(g, args),
         Command::Up(a) => up_run::up(g, a),
         Command::Down(a) => up_run::down(g, a),
         Command::Create(a) => up_run::create(g, a),
@@ -154,8 +162,7 @@ pub fn main() -> ExitCode {
 
 /// The detached supervisor's main: serve until nothing of the project runs any more.
 fn supervise(g: &global::GlobalArgs, a: SuperviseArgs) -> anyhow::Result<ExitCode> {
-    let paths =
-        crate::supervisor::state::ProjectPaths::new(&g.root, &g.run_dir, &a.project);
+    let paths = crate::supervisor::state::ProjectPaths::new(&g.root, &g.run_dir, &a.project);
     let sup = crate::supervisor::daemon::Supervisor::start(&paths)?;
     let _ = std::fs::write(paths.pid_file(), std::process::id().to_string());
     sup.run_until_idle();

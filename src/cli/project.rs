@@ -17,7 +17,6 @@ use crate::supervisor::state::{ProjectPaths, ProjectState, StateStore};
 use super::global::GlobalArgs;
 use super::render::ProgressSink;
 
-
 /// A project verb's context.
 pub struct Ctx {
     pub global: GlobalArgs,

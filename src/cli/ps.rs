@@ -49,7 +49,8 @@ use super::render::{human_duration, table, template};
 
 /// The status as `ps` shows it: `Up 5 seconds (healthy)`, `Exited (1) 2 minutes ago`.
 pub fn status_text(c: &ContainerRecord, now: u64) -> String {
-    let ago = |t: Option<u64>| human_duration(Duration::from_secs(now.saturating_sub(t.unwrap_or(now))));
+    let ago =
+        |t: Option<u64>| human_duration(Duration::from_secs(now.saturating_sub(t.unwrap_or(now))));
     match c.status {
         ContainerStatus::Creating | ContainerStatus::Created => "Created".into(),
         ContainerStatus::Running | ContainerStatus::Paused => {
@@ -66,10 +67,18 @@ pub fn status_text(c: &ContainerRecord, now: u64) -> String {
             s
         }
         ContainerStatus::Restarting => {
-            format!("Restarting ({}) {} ago", c.exit_code.unwrap_or(0), ago(c.finished))
+            format!(
+                "Restarting ({}) {} ago",
+                c.exit_code.unwrap_or(0),
+                ago(c.finished)
+            )
         }
         ContainerStatus::Exited => {
-            format!("Exited ({}) {} ago", c.exit_code.unwrap_or(0), ago(c.finished))
+            format!(
+                "Exited ({}) {} ago",
+                c.exit_code.unwrap_or(0),
+                ago(c.finished)
+            )
         }
     }
 }
@@ -82,7 +91,12 @@ pub fn state_word(c: &ContainerRecord) -> &'static str {
 fn ports_text(c: &ContainerRecord) -> String {
     c.ports
         .iter()
-        .map(|p| format!("{}:{}->{}/{}", p.host_ip, p.host_port, p.container_port, p.protocol))
+        .map(|p| {
+            format!(
+                "{}:{}->{}/{}",
+                p.host_ip, p.host_port, p.container_port, p.protocol
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -167,15 +181,15 @@ pub fn run(g: &GlobalArgs, args: PsArgs) -> Result<ExitCode> {
                 || !statuses.is_empty()
                 || matches!(
                     c.status,
-                    ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting
+                    ContainerStatus::Running
+                        | ContainerStatus::Paused
+                        | ContainerStatus::Restarting
                 )
         })
         .filter(|c| args.all || !c.oneoff)
         .filter(|c| args.service_names.is_empty() || args.service_names.contains(&c.service))
         .filter(|c| statuses.is_empty() || statuses.iter().any(|s| s == state_word(c)))
-        .filter(|c| {
-            args.orphans || known.as_ref().is_none_or(|k| k.contains(&c.service))
-        })
+        .filter(|c| args.orphans || known.as_ref().is_none_or(|k| k.contains(&c.service)))
         .collect();
     rows.sort_by(|a, b| a.name.cmp(&b.name));
     if args.services {
@@ -189,7 +203,12 @@ pub fn run(g: &GlobalArgs, args: PsArgs) -> Result<ExitCode> {
     let now = now_secs();
     if args.quiet {
         for c in rows {
-            println!("{}", json_of(c, &ctx.name, now)["ID"].as_str().unwrap_or_default());
+            println!(
+                "{}",
+                json_of(c, &ctx.name, now)["ID"]
+                    .as_str()
+                    .unwrap_or_default()
+            );
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -231,10 +250,14 @@ pub fn run(g: &GlobalArgs, args: PsArgs) -> Result<ExitCode> {
                 None => (false, tpl),
             };
             if header {
-                let names: Map<String, Value> = json_of(rows.first().copied().unwrap_or(&placeholder()), &ctx.name, now)
-                    .keys()
-                    .map(|k| (k.clone(), Value::String(k.to_uppercase())))
-                    .collect();
+                let names: Map<String, Value> = json_of(
+                    rows.first().copied().unwrap_or(&placeholder()),
+                    &ctx.name,
+                    now,
+                )
+                .keys()
+                .map(|k| (k.clone(), Value::String(k.to_uppercase())))
+                .collect();
                 println!("{}", template(tpl, &names));
             }
             for c in rows {

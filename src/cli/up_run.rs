@@ -48,9 +48,7 @@ pub fn up(g: &GlobalArgs, args: UpArgs) -> Result<ExitCode> {
         load,
         options: options.clone(),
         parallel: g.parallel_limit(),
-        wait: args
-            .wait
-            .then(|| args.wait_timeout.unwrap_or(0)),
+        wait: args.wait.then(|| args.wait_timeout.unwrap_or(0)),
     };
     if detached {
         return Ok(exit(ctx.send(&req, &sink)?));
@@ -153,9 +151,10 @@ fn attached(ctx: &Ctx, args: &UpArgs, req: &Request, sink: &ProgressSink) -> Res
                     stop_stack(true);
                 }
             }
-            let all_down = st.containers.values().filter(|c| select(c)).all(|c| {
-                matches!(c.status, ContainerStatus::Exited | ContainerStatus::Created)
-            });
+            let all_down =
+                st.containers.values().filter(|c| select(c)).all(|c| {
+                    matches!(c.status, ContainerStatus::Exited | ContainerStatus::Created)
+                });
             if aborted.get() && !stop_requested {
                 stop_stack(false);
                 stop_requested = true;
@@ -164,7 +163,10 @@ fn attached(ctx: &Ctx, args: &UpArgs, req: &Request, sink: &ProgressSink) -> Res
         },
         &mut |p: &mut Printer, c| {
             let code = c.exit_code.unwrap_or(0);
-            p.text(&format!("{} exited with code {code}", Printer::display_name(c)));
+            p.text(&format!(
+                "{} exited with code {code}",
+                Printer::display_name(c)
+            ));
             if exit_from.as_deref() == Some(c.service.as_str()) {
                 exit_code = code;
             }
@@ -191,8 +193,10 @@ fn g_color(g: &GlobalArgs, no_color: bool) -> bool {
 /// Count SIGINT/SIGTERM deliveries into `counter`, from a thread (signal-hook's iterator:
 /// no code of ours runs in the signal handler).
 pub fn count_signals(counter: Arc<AtomicUsize>) -> Result<()> {
-    let mut signals =
-        signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -219,7 +223,10 @@ pub fn down(g: &GlobalArgs, args: DownArgs) -> Result<ExitCode> {
     if g.dry_run {
         let st = ctx.state()?;
         let desired = ctx.project.as_ref().map(crate::supervisor::spec::desired);
-        print!("{}", reconcile::reconcile_down(&st, desired.as_ref(), &options).text());
+        print!(
+            "{}",
+            reconcile::reconcile_down(&st, desired.as_ref(), &options).text()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let req = Request::Down {

@@ -86,7 +86,12 @@ impl Supervisor {
         let busy = Arc::new(AtomicUsize::new(0));
         let last_active = Arc::new(Mutex::new(Instant::now()));
         let done = Arc::new(AtomicBool::new(false));
-        let (e, b, l, d) = (engine.clone(), busy.clone(), last_active.clone(), done.clone());
+        let (e, b, l, d) = (
+            engine.clone(),
+            busy.clone(),
+            last_active.clone(),
+            done.clone(),
+        );
         api::serve(&socket, move |req, out| {
             b.fetch_add(1, Ordering::SeqCst);
             let result = match serde_json::from_slice::<Request>(&req.body) {

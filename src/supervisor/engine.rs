@@ -195,10 +195,7 @@ impl Engine {
             .collect();
         let refresh = |st: &mut ProjectState| {
             for c in st.containers.values_mut() {
-                let up = matches!(
-                    c.status,
-                    ContainerStatus::Running | ContainerStatus::Paused
-                );
+                let up = matches!(c.status, ContainerStatus::Running | ContainerStatus::Paused);
                 if up && !watched.contains(&c.name) {
                     let alive = c.pid.is_some_and(|p| pid_alive(p, c.pid_start));
                     if !alive {
@@ -257,7 +254,11 @@ impl Engine {
 
     /// Create the runtime container (namespaces, rootfs, cgroup; pid 1 waits before exec) with
     /// its stdout/stderr piped into the json-file log.
-    fn runtime_create(&self, spec: &rt::ContainerSpec, name: &str) -> Result<rt::Created, BackendError> {
+    fn runtime_create(
+        &self,
+        spec: &rt::ContainerSpec,
+        name: &str,
+    ) -> Result<rt::Created, BackendError> {
         let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| cerr(name, format!("pipe: {e}")))?;
         let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -369,7 +370,11 @@ impl Engine {
         let mut first: Option<network::Endpoint> = None;
         for (i, key) in keys.iter().enumerate() {
             let full = spec::network_name(project, key);
-            let sn = svc.networks.as_ref().and_then(|n| n.get(key)).and_then(|n| n.as_ref());
+            let sn = svc
+                .networks
+                .as_ref()
+                .and_then(|n| n.get(key))
+                .and_then(|n| n.as_ref());
             let mut names = vec![svc.name.clone(), name.to_string(), hostname.to_string()];
             names.extend(sn.and_then(|n| n.aliases.clone()).unwrap_or_default());
             let ep = self
@@ -386,6 +391,12 @@ impl Engine {
                         mac: sn.and_then(|n| n.mac_address.clone()),
                         names,
                         links: BTreeMap::new(),
+                        dns: svc
+                            .dns
+                            .iter()
+                            .flatten()
+                            .filter_map(|d| d.parse().ok())
+                            .collect(),
                         default_route: i == 0,
                     },
                 )
@@ -409,8 +420,11 @@ impl Engine {
             })
             .collect();
         let host_names = vec![hostname.to_string(), name.to_string()];
-        std::fs::write(&hosts, network::files::hosts(own, &host_names, &extra, gateway))
-            .map_err(|e| cerr(name, e))?;
+        std::fs::write(
+            &hosts,
+            network::files::hosts(own, &host_names, &extra, gateway),
+        )
+        .map_err(|e| cerr(name, e))?;
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let dns: Vec<std::net::IpAddr> = svc
             .dns
@@ -430,10 +444,7 @@ impl Engine {
         )
         .map_err(|e| cerr(name, e))?;
         if let (Some(ep), Some(svc_ports)) = (&first, &svc.ports) {
-            let specs: Vec<network::PortSpec> = svc_ports
-                .iter()
-                .filter_map(port_spec)
-                .collect();
+            let specs: Vec<network::PortSpec> = svc_ports.iter().filter_map(port_spec).collect();
             if !specs.is_empty() {
                 let published = self
                     .networks
@@ -549,16 +560,26 @@ impl Engine {
             c.pid = None;
             c.health = c.health.map(|_| Health::Unhealthy);
             let again = !stopping
-                && policy.is_some_and(|p| p.should_restart(code, c.restart_count, c.stopped_by_user));
+                && policy
+                    .is_some_and(|p| p.should_restart(code, c.restart_count, c.stopped_by_user));
             if again {
                 c.status = ContainerStatus::Restarting;
             }
             Some((again, c.restart_count))
         });
-        if let Some(l) = self.live.lock().unwrap_or_else(|e| e.into_inner()).get_mut(name) {
+        if let Some(l) = self
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(name)
+        {
             l.watched = false;
         }
-        self.publish(Event::done(Resource::Container, name, &format!("Exited ({code})")));
+        self.publish(Event::done(
+            Resource::Container,
+            name,
+            &format!("Exited ({code})"),
+        ));
         let Some((true, restarts)) = restart else {
             return;
         };
@@ -616,7 +637,11 @@ impl Engine {
         self.start_created(name, &created)
     }
 
-    fn start_created(self: &Arc<Self>, name: &str, created: &rt::Created) -> Result<(), BackendError> {
+    fn start_created(
+        self: &Arc<Self>,
+        name: &str,
+        created: &rt::Created,
+    ) -> Result<(), BackendError> {
         self.stopping
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -745,7 +770,9 @@ impl Engine {
         loop {
             match rt::try_wait(p.pid) {
                 Ok(Some(s)) => return s.code() == 0,
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
                 Ok(None) => {
                     let _ = nix::sys::signal::kill(
                         nix::unistd::Pid::from_raw(p.pid),
@@ -760,7 +787,12 @@ impl Engine {
     }
 
     /// Stop a container (stop signal, grace period, SIGKILL of the whole cgroup).
-    pub fn stop_container(&self, name: &str, timeout: Duration, by_user: bool) -> Result<(), BackendError> {
+    pub fn stop_container(
+        &self,
+        name: &str,
+        timeout: Duration,
+        by_user: bool,
+    ) -> Result<(), BackendError> {
         self.stopping
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -781,17 +813,21 @@ impl Engine {
             .is_some_and(|l| l.watched);
         if watched {
             let st = self.lock_state();
-            let _ = self.changed.wait_timeout_while(st, Duration::from_secs(2), |st| {
-                st.containers
-                    .get(name)
-                    .is_some_and(|c| c.status == ContainerStatus::Running)
-            });
+            let _ = self
+                .changed
+                .wait_timeout_while(st, Duration::from_secs(2), |st| {
+                    st.containers
+                        .get(name)
+                        .is_some_and(|c| c.status == ContainerStatus::Running)
+                });
         }
         self.update(|st| {
             if let Some(c) = st.containers.get_mut(name) {
                 if matches!(
                     c.status,
-                    ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting
+                    ContainerStatus::Running
+                        | ContainerStatus::Paused
+                        | ContainerStatus::Restarting
                 ) {
                     c.status = ContainerStatus::Exited;
                     c.exit_code.get_or_insert(137);
@@ -871,11 +907,10 @@ impl Engine {
 
     /// Stop every DNS server (supervisor exit).
     pub fn stop_dns(&self) {
-        let servers: Vec<network::DnsServer> = std::mem::take(
-            &mut *self.dns.lock().unwrap_or_else(|e| e.into_inner()),
-        )
-        .into_values()
-        .collect();
+        let servers: Vec<network::DnsServer> =
+            std::mem::take(&mut *self.dns.lock().unwrap_or_else(|e| e.into_inner()))
+                .into_values()
+                .collect();
         for s in servers {
             s.stop();
         }
@@ -1128,7 +1163,11 @@ impl ContainerBackend for Arc<Engine> {
             finished: None,
             ports: Vec::new(),
             networks: desired.networks.clone(),
-            depends_on: desired.depends_on.iter().map(|d| d.service.clone()).collect(),
+            depends_on: desired
+                .depends_on
+                .iter()
+                .map(|d| d.service.clone())
+                .collect(),
             netns: own_netns.then(|| self.netns_pin(name)),
             stopped_by_user: false,
             runtime: serde_json::Value::Null,
@@ -1277,10 +1316,7 @@ impl ContainerBackend for Arc<Engine> {
                         Condition::ServiceCompletedSuccessfully => match (c.status, c.exit_code) {
                             (ContainerStatus::Exited, Some(0)) => {}
                             (ContainerStatus::Exited, Some(code)) => {
-                                return Err(format!(
-                                    "container {} exited with code {code}",
-                                    c.name
-                                ))
+                                return Err(format!("container {} exited with code {code}", c.name))
                             }
                             _ => all = false,
                         },
@@ -1301,7 +1337,6 @@ impl ContainerBackend for Arc<Engine> {
         }
     }
 }
-
 
 /// The event sink that reports to a caller and to `events` subscribers.
 pub struct Tee<'a> {

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-
 use super::engine::{Engine, Tee};
 use super::events::{Event, EventSink, Resource};
 use super::execute::{execute, ExecuteError};
@@ -138,10 +137,7 @@ fn run_plan(
     for w in &plan.warnings {
         out.message(&format!("WARN[0000] {w}"));
     }
-    let tee = Tee {
-        engine,
-        sink: out,
-    };
+    let tee = Tee { engine, sink: out };
     execute(plan, &engine.backends(), &tee, parallel)?;
     Ok(())
 }
@@ -193,7 +189,8 @@ pub fn handle(engine: &Arc<Engine>, req: &Request, out: &dyn Reporter) -> Result
         Request::Down { options, parallel } => {
             engine.shutting_down.store(true, Ordering::SeqCst);
             let desired = engine.loaded().map(|l| l.desired.clone());
-            let plan = reconcile::reconcile_down(&engine.observe(true).state, desired.as_ref(), options);
+            let plan =
+                reconcile::reconcile_down(&engine.observe(true).state, desired.as_ref(), options);
             let r = run_plan(engine, &plan, *parallel, out);
             engine.stop_dns();
             let _ = engine.forget_if_empty();
@@ -296,15 +293,19 @@ pub fn handle(engine: &Arc<Engine>, req: &Request, out: &dyn Reporter) -> Result
         } => {
             check_services(engine, services)?;
             if *stop {
-                let plan =
-                    reconcile::reconcile_stop(&engine.observe(true).state, services, None);
+                let plan = reconcile::reconcile_stop(&engine.observe(true).state, services, None);
                 run_plan(engine, &plan, 0, out)?;
             }
             let st = engine.observe(true).state;
             let mut plan = Plan::default();
             for c in st.containers.values().filter(|c| {
                 (services.is_empty() || services.contains(&c.service))
-                    && matches!(c.status, ContainerStatus::Exited | ContainerStatus::Created | ContainerStatus::Creating)
+                    && matches!(
+                        c.status,
+                        ContainerStatus::Exited
+                            | ContainerStatus::Created
+                            | ContainerStatus::Creating
+                    )
             }) {
                 plan.add(
                     Action::RemoveContainer {

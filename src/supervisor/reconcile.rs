@@ -400,7 +400,11 @@ pub fn reconcile_down(
 }
 
 /// Plan `stop`: the selected services' running containers, in reverse dependency order.
-pub fn reconcile_stop(state: &ProjectState, services: &[String], timeout: Option<Duration>) -> Plan {
+pub fn reconcile_stop(
+    state: &ProjectState,
+    services: &[String],
+    timeout: Option<Duration>,
+) -> Plan {
     let opts = DownOptions {
         remove_orphans: true,
         services: services.to_vec(),
@@ -439,7 +443,11 @@ pub fn reconcile_start(state: &ProjectState, services: &[String]) -> Plan {
             .map(|(s, _)| *s)
             .collect();
         let ready = if ready.is_empty() {
-            by_service.keys().copied().filter(|s| !done.contains(s)).collect()
+            by_service
+                .keys()
+                .copied()
+                .filter(|s| !done.contains(s))
+                .collect()
         } else {
             ready
         };

@@ -441,9 +441,11 @@ pub fn container_spec(
         seccomp_unconfined: security_opt
             .iter()
             .any(|o| o == "seccomp=unconfined" || o == "seccomp:unconfined"),
-        no_new_privileges: security_opt
-            .iter()
-            .any(|o| o == "no-new-privileges" || o == "no-new-privileges:true" || o == "no-new-privileges=true"),
+        no_new_privileges: security_opt.iter().any(|o| {
+            o == "no-new-privileges"
+                || o == "no-new-privileges:true"
+                || o == "no-new-privileges=true"
+        }),
         ulimits: svc
             .ulimits
             .iter()
