@@ -91,7 +91,24 @@ impl Engine {
             path: PathBuf::from("/proc/self/exe"),
             source,
         })?;
-        let networks = network::Networks::new(&paths.root);
+        let mut networks = network::Networks::new(&paths.root);
+        // `RCOMPOSE_NETWORK_POOL=10.213.5.0/24[,…]`: where subnets of networks without an
+        // explicit `ipam` come from (tests give each stack its own pool).
+        if let Ok(pool) = std::env::var("RCOMPOSE_NETWORK_POOL") {
+            let bases: Vec<_> = pool
+                .split(',')
+                .filter_map(|b| network::ipam::parse_subnet("pool", b.trim()).ok())
+                .collect();
+            if !bases.is_empty() {
+                let size = bases
+                    .iter()
+                    .map(|b| b.prefix_len())
+                    .max()
+                    .unwrap_or(24)
+                    .max(24);
+                networks = networks.with_pool(network::Pool { bases, size });
+            }
+        }
         Ok(Arc::new(Engine {
             paths,
             store,

@@ -378,10 +378,10 @@ pub fn wait_ready(
             };
             if ready && !reported.contains_key(&c.name) {
                 reported.insert(c.name.clone(), true);
-                let label = if c.health == Some(Health::Healthy) {
-                    "Healthy"
-                } else {
-                    "Running"
+                let label = match (c.status, c.health) {
+                    (ContainerStatus::Exited, _) => "Exited",
+                    (_, Some(Health::Healthy)) => "Healthy",
+                    _ => "Running",
                 };
                 out.emit(Event::done(Resource::Container, &c.name, label));
             }

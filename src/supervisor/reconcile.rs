@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{Condition, DesiredProject};
+use super::model::{Condition, DesiredProject, RestartPolicy};
 use super::naming;
 use super::plan::{Action, Plan};
 use super::state::{ContainerRecord, ContainerStatus, ProjectState};
@@ -279,6 +279,13 @@ pub fn reconcile_up(desired: &DesiredProject, observed: &Observed, opts: &UpOpti
                             ));
                         }
                     }
+                    // A one-shot that completed on its own stays completed: a second `up`
+                    // touches nothing.
+                    (None, Some(c))
+                        if c.status == ContainerStatus::Exited
+                            && c.exit_code == Some(0)
+                            && !c.stopped_by_user
+                            && svc.restart == RestartPolicy::No => {}
                     (None, Some(c)) if !is_up(c) && !opts.no_start => {
                         let a = gate(&mut plan);
                         starts.push(plan.add(
