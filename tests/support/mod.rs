@@ -48,7 +48,10 @@ fn busybox_tar() -> &'static Path {
             std::fs::create_dir_all(rootfs.join(d)).unwrap();
         }
         std::fs::copy("/usr/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-        let list = Command::new("/usr/bin/busybox").arg("--list").output().unwrap();
+        let list = Command::new("/usr/bin/busybox")
+            .arg("--list")
+            .output()
+            .unwrap();
         for applet in String::from_utf8_lossy(&list.stdout).lines() {
             if applet != "busybox" {
                 let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet));
@@ -78,7 +81,10 @@ impl Stack {
     /// A stack named after the test, with `compose` as its compose.yaml and `pool` (a /24
     /// inside 10.213.0.0/16 that no other test uses) as its subnet pool.
     pub fn new(test: &str, pool: u8, compose: &str) -> Stack {
-        let tmp = tempfile::Builder::new().prefix("rc-e2e-").tempdir_in("/tmp").unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("rc-e2e-")
+            .tempdir_in("/tmp")
+            .unwrap();
         let root = tmp.path().join("root");
         let run = tmp.path().join("run");
         let dir = tmp.path().join(test);
@@ -94,7 +100,11 @@ impl Stack {
             down_on_drop: true,
         };
         let out = s.rc(&["image", "import", busybox_tar().to_str().unwrap(), IMAGE]);
-        assert!(out.status.success(), "image import: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "image import: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         s
     }
 
@@ -145,7 +155,10 @@ impl Stack {
     }
 
     pub fn state_file(&self) -> PathBuf {
-        self.root.join("projects").join(&self.project).join("state.json")
+        self.root
+            .join("projects")
+            .join(&self.project)
+            .join("state.json")
     }
 
     /// The recorded state as JSON.
@@ -165,7 +178,9 @@ impl Stack {
         let run = self.run.to_string_lossy().to_string();
         // Processes whose command line or open files mention the root or run dir.
         for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
             if pid == std::process::id() as i32 {
                 continue;
             }
@@ -196,12 +211,18 @@ impl Stack {
                 leaks.push(format!("interface: {l}"));
             }
         }
-        let tables = Command::new("nft").args(["list", "tables"]).output().unwrap();
+        let tables = Command::new("nft")
+            .args(["list", "tables"])
+            .output()
+            .unwrap();
         if String::from_utf8_lossy(&tables.stdout).contains(&nets.nft_table()) {
             leaks.push(format!("nft table {}", nets.nft_table()));
         }
         // cgroups: `rcompose-<roothash>` under any controller, with children.
-        let cg = format!("rcompose-{}", runtime::container::cgroups::root_hash(&self.root));
+        let cg = format!(
+            "rcompose-{}",
+            runtime::container::cgroups::root_hash(&self.root)
+        );
         for ctl in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
             let dir = ctl.path().join(&cg);
             if let Ok(rd) = std::fs::read_dir(&dir) {
