@@ -111,8 +111,9 @@ pub fn run(g: &GlobalArgs, args: ExecArgs) -> Result<ExitCode> {
         let master = pty.master;
         let pump = std::thread::spawn(move || super::tty::pump(master));
         let status = rt::wait(p.pid)?;
+        // The pump ends when the last holder of the slave side is gone: drain the output.
+        let _ = pump.join();
         drop(raw);
-        let _ = pump;
         return Ok(exit(status.code()));
     }
     let stdin = if args.interactive && !args.detach {
