@@ -870,7 +870,8 @@ mod tests {
         };
         assert_eq!(
             reconcile_up(&p, &obs, &UpOptions::default()).text(),
-            "1. start container demo-migrate-1: container is exited\n"
+            "1. wait for service db healthy: migrate depends on db (service_healthy)\n\
+             2. start container demo-migrate-1 (after 1): container is exited\n"
         );
     }
 
