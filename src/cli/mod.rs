@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 pub mod config;
-pub mod global;
-pub mod image;
 pub mod down;
 pub mod exec;
+pub mod global;
+pub mod image;
 pub mod inspect;
 pub mod lifecycle;
 pub mod logs;
@@ -99,9 +99,9 @@ pub fn main() -> ExitCode {
     init_tracing(&cli.global);
     let g = &cli.global;
     let result = match cli.command {
-        Command::Config(args) => config::run(&cli.global, args),
-        Command::Version(args) => version::run(&cli.global, args),
-        Command::Image(args) => image::run(&cli.global, args),
+        Command::Config(args) => config::run(g, args),
+        Command::Version(args) => version::run(g, args),
+        Command::Image(args) => image::run(g, args),
         Command::Completion(args) => {
             let mut cmd = Cli::command();
             clap_complete::generate(args.shell, &mut cmd, "rcompose", &mut std::io::stdout());
