@@ -3,7 +3,7 @@
 # port on 127.0.0.1 vs the container's address. Needs root, busybox-static, nftables.
 # With PODMAN=1 (podman from apt, for the benchmark only) also measures the same download
 # through Podman's port forwarding. Figures are recorded in docs/performance.md.
-# Usage: benches/net.sh   (env: ATTACH_N=50 DNS_N=2000 HTTP_RUNS=5 PODMAN=0)
+# Usage: benches/net.sh   (env: ATTACH_N=50 DNS_N=2000 HTTP_RUNS=15 PODMAN=0)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p rcompose-network --example netbench
@@ -43,5 +43,5 @@ if [ "${PODMAN:-0}" = 1 ]; then
     sleep 0.1
   done
   echo "podman $(podman --version | awk '{print $3}') ($(podman info -f '{{.Host.NetworkBackend}}') backend):"
-  "$bench" get "${HTTP_RUNS:-5}" "$ip:80" "127.0.0.1:$port"
+  "$bench" get "${HTTP_RUNS:-15}" "$ip:80" "127.0.0.1:$port"
 fi

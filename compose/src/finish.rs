@@ -43,6 +43,8 @@ pub fn finish(
     let mut used_volumes: Vec<String> = Vec::new();
     let mut used_secrets: Vec<String> = Vec::new();
     let mut used_configs: Vec<String> = Vec::new();
+    let used =
+        |v: &Vec<String>| -> std::collections::HashSet<String> { v.iter().cloned().collect() };
     if let Some(svcs) = section_mut(top, "services") {
         for (name, svc) in svcs.iter_mut() {
             let Some(m) = svc.as_map_mut() else { continue };
@@ -235,17 +237,15 @@ pub fn finish(
             }
         }
     }
-    if let Some(nets) = section_mut(top, "networks") {
-        nets.retain(|k, _| used_networks.iter().any(|u| u == k));
-    }
-    if let Some(vols) = section_mut(top, "volumes") {
-        vols.retain(|k, _| used_volumes.iter().any(|u| u == k));
-    }
-    if let Some(m) = section_mut(top, "secrets") {
-        m.retain(|k, _| used_secrets.iter().any(|u| u == k));
-    }
-    if let Some(m) = section_mut(top, "configs") {
-        m.retain(|k, _| used_configs.iter().any(|u| u == k));
+    for (kind, names) in [
+        ("networks", used(&used_networks)),
+        ("volumes", used(&used_volumes)),
+        ("secrets", used(&used_secrets)),
+        ("configs", used(&used_configs)),
+    ] {
+        if let Some(m) = section_mut(top, kind) {
+            m.retain(|k, _| names.contains(k));
+        }
     }
     for kind in ["networks", "volumes", "secrets", "configs"] {
         let Some(m) = section_mut(top, kind) else {
@@ -405,6 +405,29 @@ pub fn check_consistency(model: &Node) -> Result<(), Error> {
                         format!("service {name:?} depends on undefined service {d:?}"),
                     ));
                 }
+            }
+        }
+        let replicas = svc
+            .get("deploy")
+            .and_then(|d| d.get("replicas"))
+            .and_then(Node::as_str)
+            .and_then(|r| r.parse::<i64>().ok());
+        if let (Some(r), Some(sc)) = (replicas, svc.get("scale")) {
+            if sc.as_str().and_then(|t| t.parse::<i64>().ok()) != Some(r) {
+                return Err(conflict(
+                    &sc.span,
+                    p("scale"),
+                    format!("can't set distinct values on 'scale' and 'deploy.replicas' of service {name:?}"),
+                ));
+            }
+        }
+        if let (Some(r), Some(cn)) = (replicas, svc.get("container_name")) {
+            if r > 1 {
+                return Err(conflict(
+                    &cn.span,
+                    p("container_name"),
+                    format!("service {name:?} sets container_name, so it cannot run {r} replicas"),
+                ));
             }
         }
         if let Some(nm) = svc.get("network_mode") {

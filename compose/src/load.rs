@@ -719,7 +719,24 @@ pub fn load(opts: &LoadOptions) -> Result<Project, Error> {
         project.disabled_services.insert(n, svc);
     }
     if opts.consistency {
-        project.graph()?;
+        if let Err(Error::Cycle {
+            path, what, cycle, ..
+        }) = project.graph()
+        {
+            // Point at the first service's depends_on in its file.
+            let first = cycle.split(" -> ").next().unwrap_or_default();
+            let span = model
+                .get("services")
+                .and_then(|s| s.get(first))
+                .map(|s| s.get("depends_on").unwrap_or(s).span.clone())
+                .unwrap_or_else(|| Span::synthetic("services"));
+            return Err(Error::Cycle {
+                span,
+                path,
+                what,
+                cycle,
+            });
+        }
     }
     Ok(project)
 }

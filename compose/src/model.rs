@@ -43,6 +43,8 @@ pub struct Project {
     #[serde(skip)]
     pub warnings: Vec<String>,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub services: IndexMap<String, Service>,
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub networks: IndexMap<String, Network>,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub volumes: IndexMap<String, Volume>,
@@ -53,8 +55,6 @@ pub struct Project {
     /// Top-level models (Docker Compose does not print them in `config`).
     #[serde(default, skip_serializing)]
     pub models: IndexMap<String, Model>,
-    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
-    pub services: IndexMap<String, Service>,
     #[serde(flatten)]
     pub extensions: Extensions,
 }
@@ -140,6 +140,7 @@ pub struct Service {
     pub pre_stop: Option<Vec<Json>>,
     pub privileged: Option<bool>,
     pub pull_policy: Option<String>,
+    pub pull_refresh_after: Option<String>,
     pub read_only: Option<bool>,
     pub restart: Option<String>,
     pub runtime: Option<String>,

@@ -455,3 +455,40 @@ fn billion_laughs_file_fails_fast() {
     assert!(e.contains("alias expansion"), "{e}");
     assert!(t.elapsed().as_secs() < 5);
 }
+
+#[test]
+fn conflicting_attributes_are_rejected() {
+    let e = err(&[(
+        "compose.yaml",
+        "services:\n  w:\n    image: x\n    scale: 2\n    deploy: {replicas: 3}\n",
+    )]);
+    assert!(
+        e.contains("compose.yaml:4:12: services.w.scale: can't set distinct values"),
+        "{e}"
+    );
+    let e = err(&[(
+        "compose.yaml",
+        "services:\n  w:\n    image: x\n    container_name: c\n    deploy: {replicas: 3}\n",
+    )]);
+    assert!(e.contains("services.w.container_name"), "{e}");
+    let e = err(&[(
+        "compose.yaml",
+        "services:\n  w:\n    image: x\nvolumes:\n  v:\n    external: true\n    driver: local\n",
+    )]);
+    assert!(
+        e.contains("volumes.v: conflicting parameters \"external\" and \"driver\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn depends_on_cycle_points_into_the_file() {
+    let e = err(&[(
+        "compose.yaml",
+        "services:\n  b:\n    image: x\n    depends_on: [a]\n  a:\n    image: x\n    depends_on: [b]\n",
+    )]);
+    assert!(
+        e.contains("compose.yaml:7:17: services.a.depends_on: dependency cycle: a -> b -> a"),
+        "{e}"
+    );
+}

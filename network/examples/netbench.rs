@@ -82,7 +82,7 @@ fn main() {
     let runs: usize = std::env::var("HTTP_RUNS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+        .unwrap_or(15);
 
     let tmp = tempfile::tempdir().unwrap();
     let nets = Networks::new(&tmp.path().join("root")).with_pool(Pool {

@@ -10,7 +10,8 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,7 @@ use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, PTR};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use ipnet::Ipv4Net;
+use nix::sys::socket::{shutdown, Shutdown};
 use tracing::{debug, warn};
 
 use crate::state::NetworkRecord;
@@ -29,6 +31,8 @@ use crate::state::NetworkRecord;
 /// TTL of local answers (as Docker's embedded server).
 const TTL: u32 = 600;
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often an idle server checks that its network still exists.
+const GONE_CHECK: Duration = Duration::from_secs(1);
 
 /// Errors starting the DNS server; each names the listen address.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +44,17 @@ pub enum DnsError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl DnsError {
+    /// True when another process already listens on the address: every server of a state
+    /// root follows the same state file, so one server per network is enough (e.g. a
+    /// project joining a network as `external` need not start its own).
+    pub fn is_addr_in_use(&self) -> bool {
+        match self {
+            DnsError::Bind { source, .. } => source.kind() == std::io::ErrorKind::AddrInUse,
+        }
+    }
 }
 
 /// Names of one network.
@@ -267,6 +282,9 @@ pub struct DnsConfig {
 
 struct Shared {
     cfg: DnsConfig,
+    /// Clones of the listening sockets, to wake the loops (`shutdown(2)`); dropped then,
+    /// so the sockets close as soon as the loops end.
+    wakers: Mutex<Option<(UdpSocket, TcpListener)>>,
     table: ArcSwap<NameTable>,
     turn: AtomicUsize,
     stop: AtomicBool,
@@ -274,6 +292,26 @@ struct Shared {
 }
 
 impl Shared {
+    /// Stops both loops: the flag, then `shutdown(2)` on the sockets, which wakes a blocked
+    /// `recv`/`accept` even when the gateway address is already gone.
+    fn wake(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let taken = self.wakers.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((udp, tcp)) = taken {
+            let _ = shutdown(udp.as_raw_fd(), Shutdown::Both);
+            let _ = shutdown(tcp.as_raw_fd(), Shutdown::Both);
+        }
+    }
+
+    /// True when the state no longer has this network (removed, maybe by another process):
+    /// the server then stops, so no listener outlives its network.
+    fn network_gone(&self) -> bool {
+        let Some((path, net)) = &self.cfg.reload else {
+            return false;
+        };
+        crate::state::read(path).is_ok_and(|st| !st.networks.contains_key(net))
+    }
+
     fn refresh(&self) {
         let Some((path, net)) = &self.cfg.reload else {
             return;
@@ -387,7 +425,16 @@ impl DnsServer {
             proto: "tcp",
             source,
         })?;
+        let clone_err = |proto, source| DnsError::Bind {
+            addr,
+            proto,
+            source,
+        };
         let shared = Arc::new(Shared {
+            wakers: Mutex::new(Some((
+                udp.try_clone().map_err(|e| clone_err("udp", e))?,
+                tcp.try_clone().map_err(|e| clone_err("tcp", e))?,
+            ))),
             cfg,
             table: ArcSwap::from_pointee(table),
             turn: AtomicUsize::new(0),
@@ -423,13 +470,13 @@ impl DnsServer {
         self.shutdown();
     }
 
+    /// False once the server stopped (also by itself, when its network was removed).
+    pub fn is_running(&self) -> bool {
+        !self.shared.stop.load(Ordering::SeqCst)
+    }
+
     fn shutdown(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking recv and accept.
-        if let Ok(s) = UdpSocket::bind("0.0.0.0:0") {
-            let _ = s.send_to(&[], self.addr);
-        }
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+        self.shared.wake();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -447,11 +494,28 @@ impl Drop for DnsServer {
 
 fn udp_loop(shared: &Arc<Shared>, udp: UdpSocket) {
     let udp = Arc::new(udp);
+    let _ = udp.set_read_timeout(Some(GONE_CHECK));
     let mut buf = vec![0u8; 4096];
     while !shared.stop.load(Ordering::SeqCst) {
-        let Ok((n, from)) = udp.recv_from(&mut buf) else {
-            continue;
+        let (n, from) = match udp.recv_from(&mut buf) {
+            Ok(r) => r,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if shared.network_gone() {
+                    debug!("dns: network removed, stopping");
+                    shared.wake();
+                }
+                continue;
+            }
+            Err(_) => continue,
         };
+        if n == 0 && shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
         if shared.stop.load(Ordering::SeqCst) {
             break;
         }
@@ -496,6 +560,9 @@ fn udp_loop(shared: &Arc<Shared>, udp: UdpSocket) {
 fn tcp_loop(shared: &Arc<Shared>, tcp: TcpListener) {
     while !shared.stop.load(Ordering::SeqCst) {
         let Ok((mut conn, from)) = tcp.accept() else {
+            if !shared.stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             continue;
         };
         if shared.stop.load(Ordering::SeqCst) {
@@ -647,7 +714,6 @@ mod tests {
             gateway: "10.0.0.1".parse().unwrap(),
             ip_range: None,
             internal: false,
-            external: false,
             mtu: None,
             labels: Default::default(),
             endpoints: eps.into_iter().map(|e| (e.container.clone(), e)).collect(),

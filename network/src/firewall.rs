@@ -14,7 +14,6 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 
 use ipnet::Ipv4Net;
@@ -57,6 +56,8 @@ pub trait Firewall: Send + Sync {
     fn apply(&self, rules: &Ruleset) -> Result<(), FirewallError>;
     /// Deletes the table `table`; a missing table is not an error.
     fn remove(&self, table: &str) -> Result<(), FirewallError>;
+    /// Whether the table `table` exists.
+    fn exists(&self, table: &str) -> Result<bool, FirewallError>;
 }
 
 /// The nftables implementation: feeds a script to `nft -f -`.
@@ -73,6 +74,9 @@ impl Firewall for NoFirewall {
     }
     fn remove(&self, _: &str) -> Result<(), FirewallError> {
         Ok(())
+    }
+    fn exists(&self, _: &str) -> Result<bool, FirewallError> {
+        Ok(false)
     }
 }
 
@@ -115,6 +119,20 @@ fn run_nft(table: &str, script: &str) -> Result<(), FirewallError> {
 impl Firewall for Nft {
     fn apply(&self, rules: &Ruleset) -> Result<(), FirewallError> {
         run_nft(&rules.table, &render(rules))
+    }
+
+    fn exists(&self, table: &str) -> Result<bool, FirewallError> {
+        let out = Command::new("nft")
+            .args(["list", "table", "ip", table])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|source| FirewallError::Spawn {
+                table: table.to_owned(),
+                source,
+            })?;
+        Ok(out.success())
     }
 
     fn remove(&self, table: &str) -> Result<(), FirewallError> {
@@ -213,11 +231,6 @@ pub fn enable_route_localnet(bridge: &str) -> std::io::Result<()> {
         format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"),
         "1",
     )
-}
-
-/// The address a published port can be checked against, for messages.
-pub fn shown_ip(p: &PublishedPort) -> Ipv4Addr {
-    p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED)
 }
 
 #[cfg(test)]

@@ -82,6 +82,12 @@ pub fn parse_subnet(network: &str, s: &str) -> Result<Ipv4Net, IpamError> {
     if net.prefix_len() > 30 {
         return Err(invalid("prefix longer than /30 leaves no room"));
     }
+    if net.network().is_loopback() || net.network().is_multicast() || net.network().is_unspecified()
+    {
+        return Err(invalid(
+            "loopback, multicast and 0.0.0.0/8 cannot be a network",
+        ));
+    }
     if net.trunc() != net {
         return Err(invalid(&format!(
             "host bits set, did you mean {}",
@@ -262,6 +268,8 @@ eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
         assert!(e.to_string().contains("did you mean 10.1.2.0/24"), "{e}");
         assert!(parse_subnet("n", "bogus").is_err());
         assert!(parse_subnet("n", "10.0.0.0/31").is_err());
+        assert!(parse_subnet("n", "127.0.0.0/8").is_err());
+        assert!(parse_subnet("n", "224.0.0.0/24").is_err());
         let e = check_subnet(
             "p_b",
             net("10.1.0.0/16"),

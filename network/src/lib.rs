@@ -8,7 +8,8 @@
 //! nets.check_all_ports(&[(container, port_specs), ..])?;   // before anything starts
 //! let info = nets.ensure_network(&NetworkSpec { name: "proj_default".into(), .. })?;
 //! let dns = DnsServer::start(nets.dns_config("proj_default", dns::host_resolvers())?,
-//!                            NameTable::default())?;       // follows the state file
+//!                            NameTable::default())?;       // follows the state file;
+//!                                 // e.is_addr_in_use(): another process already serves it
 //! let pin = Netns::pin_for(run_dir, "proj-web-1");
 //! Netns::create(&pin)?;                                    // the runtime setns()es into pin
 //! let ep = nets.connect("proj_default", &pin, &EndpointSpec { container, ifname: "eth0",

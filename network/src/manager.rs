@@ -67,6 +67,8 @@ pub enum NetworkError {
     },
     #[error("network {network}: container {container} is already connected")]
     AlreadyConnected { network: String, container: String },
+    #[error("network {network} is still used by containers: {containers}")]
+    InUse { network: String, containers: String },
     #[error("network {network}: container {container} is not connected")]
     NotConnected { network: String, container: String },
     #[error("network {network}: writing {path}: {source}")]
@@ -320,6 +322,12 @@ impl Networks {
         if spec.external {
             return Err(NetworkError::ExternalMissing(name.to_owned()));
         }
+        // Held until the bridge has its address (and so its route): other roots see it.
+        let _machine = if spec.subnet.is_none() {
+            Some(state::machine_lock()?)
+        } else {
+            None
+        };
         let used: Vec<(String, Ipv4Net)> = lk
             .state
             .networks
@@ -330,6 +338,17 @@ impl Networks {
             Some(s) => {
                 let net = ipam::parse_subnet(name, s)?;
                 ipam::check_subnet(name, net, &used)?;
+                if let Some(r) = ipam::host_routes()
+                    .into_iter()
+                    .find(|r| r.prefix_len() > 0 && ipam::overlaps(r, &net))
+                {
+                    return Err(IpamError::Overlap {
+                        network: name.to_owned(),
+                        subnet: net,
+                        other: format!("the host route {r}"),
+                    }
+                    .into());
+                }
                 net
             }
             None => ipam::pick_subnet(name, &self.pool, &used, &ipam::host_routes())?,
@@ -371,17 +390,30 @@ impl Networks {
             }
             None => self.bridge_name(name),
         };
-        if let Some(other) = lk.state.networks.values().find(|n| n.bridge == bridge) {
+        if lk.state.networks.values().any(|n| n.bridge == bridge) {
             return Err(NetworkError::Invalid {
                 network: name.to_owned(),
                 what: "bridge name",
                 value: bridge,
-                reason: if other.name.is_empty() {
-                    "in use"
-                } else {
-                    "already used by another network"
-                },
+                reason: "already used by another network",
             });
+        }
+        if spec.bridge.is_some() {
+            let exists = Netlink::open()
+                .and_then(|mut nl| nl.link_index(&bridge))
+                .map_err(|source| NetworkError::Bridge {
+                    network: name.to_owned(),
+                    bridge: bridge.clone(),
+                    source,
+                })?;
+            if exists.is_some() {
+                return Err(NetworkError::Invalid {
+                    network: name.to_owned(),
+                    what: "bridge name",
+                    value: bridge,
+                    reason: "an interface with that name already exists",
+                });
+            }
         }
         if let Some(mtu) = spec.mtu {
             if !(68..=65535).contains(&mtu) {
@@ -400,7 +432,6 @@ impl Networks {
             gateway,
             ip_range,
             internal: spec.internal,
-            external: false,
             mtu: spec.mtu,
             labels: spec.labels.clone(),
             endpoints: BTreeMap::new(),
@@ -670,6 +701,7 @@ impl Networks {
         let st = state::read(&self.state_file())?;
         let mut taken: Vec<(String, PublishedPort)> = Vec::new();
         for (container, specs) in requests {
+            ports::check_host_ips(container, specs)?;
             let mut in_use = in_use(&st, container);
             in_use.extend(taken.iter().filter(|(c, _)| c != container).cloned());
             let got = ports::resolve(
@@ -687,6 +719,7 @@ impl Networks {
     /// Checks that `specs` can be published for `container` (free host ports, valid ranges)
     /// without recording anything: call before anything starts.
     pub fn check_ports(&self, container: &str, specs: &[PortSpec]) -> Result<()> {
+        ports::check_host_ips(container, specs)?;
         let st = state::read(&self.state_file())?;
         let in_use = in_use(&st, container);
         ports::resolve(
@@ -708,6 +741,7 @@ impl Networks {
         target: Ipv4Addr,
         specs: &[PortSpec],
     ) -> Result<Vec<PublishedPort>> {
+        ports::check_host_ips(container, specs)?;
         let mut lk = state::lock(&self.dir)?;
         let in_use = in_use(&lk.state, container);
         let resolved = ports::resolve(container, target, specs, &in_use, &ports::bindable)?;
@@ -738,8 +772,10 @@ impl Networks {
         Ok(())
     }
 
-    /// Removes a network: any remaining veths, the bridge (with its address and routes),
-    /// its firewall rules. Never call it for a network used as `external`.
+    /// Removes a network: the bridge (with its address and routes) and its firewall rules.
+    /// Refused while containers are connected (disconnect the project's own first; others,
+    /// e.g. of a project using it as `external`, keep it alive). Never call it for a network
+    /// the project only references as `external`.
     pub fn remove_network(&self, name: &str) -> Result<()> {
         let mut lk = state::lock(&self.dir)?;
         let rec = lk
@@ -748,6 +784,12 @@ impl Networks {
             .get(name)
             .cloned()
             .ok_or_else(|| NetworkError::Unknown(name.to_owned()))?;
+        if !rec.endpoints.is_empty() {
+            return Err(NetworkError::InUse {
+                network: name.to_owned(),
+                containers: rec.endpoints.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
+        }
         let mut errors = Vec::new();
         self.delete_links(&rec, &mut errors);
         if errors.is_empty() {
@@ -821,6 +863,34 @@ impl Networks {
             errors.push(e.into());
         }
         teardown_result(errors)
+    }
+
+    /// Kernel objects of this root that exist right now, for leak checks after `down`:
+    /// interfaces named with [`Networks::iface_prefix`] or recorded as bridges, and the nft
+    /// table. Empty when everything is gone.
+    pub fn leftovers(&self) -> Result<Vec<String>> {
+        let recorded: Vec<String> = state::read(&self.state_file())?
+            .networks
+            .into_values()
+            .map(|n| n.bridge)
+            .collect();
+        let prefix = self.iface_prefix();
+        let mut out: Vec<String> = Netlink::open()
+            .and_then(|mut nl| nl.link_names())
+            .map_err(|source| NetworkError::Bridge {
+                network: "*".into(),
+                bridge: prefix.clone(),
+                source,
+            })?
+            .into_iter()
+            .filter(|n| n.starts_with(&prefix) || recorded.contains(n))
+            .map(|n| format!("interface {n}"))
+            .collect();
+        if self.firewall.exists(&self.nft_table())? {
+            out.push(format!("nft table ip {}", self.nft_table()));
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// The DNS server settings of `network`: on its gateway port 53, upstreams as given

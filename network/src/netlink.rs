@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
     NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
@@ -122,6 +122,25 @@ impl Netlink {
         }
     }
 
+    /// Names of every link in this namespace (a dump).
+    pub fn link_names(&mut self) -> Result<Vec<String>, NetlinkError> {
+        let replies = self.request(
+            || "listing links".to_owned(),
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            NLM_F_DUMP,
+        )?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => l.attributes.into_iter().find_map(|a| match a {
+                    LinkAttribute::IfName(n) => Some(n),
+                    _ => None,
+                }),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// The index of the link called `name`, `None` if there is none.
     pub fn link_index(&mut self, name: &str) -> Result<Option<u32>, NetlinkError> {
         let mut msg = LinkMessage::default();
@@ -175,7 +194,6 @@ impl Netlink {
 
     /// Creates a veth pair: `host` (up, enslaved to `master`) in this namespace and `peer`
     /// (down, with `peer_mac`) directly in the namespace pinned at `peer_ns`.
-    #[allow(clippy::too_many_arguments)]
     pub fn add_veth(
         &mut self,
         host: &str,

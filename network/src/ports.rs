@@ -74,6 +74,11 @@ pub enum PortError {
         spec: String,
         reason: &'static str,
     },
+    #[error("container {container}: cannot publish on {host_ip}: not an address of this host")]
+    NotLocal {
+        container: String,
+        host_ip: Ipv4Addr,
+    },
     #[error("container {container}: no free host port for {proto} in {from}-{to}")]
     NoFree {
         container: String,
@@ -90,6 +95,23 @@ pub fn bindable(ip: Option<Ipv4Addr>, port: u16, proto: Proto) -> bool {
         Proto::Tcp => TcpListener::bind(addr).is_ok(),
         Proto::Udp => UdpSocket::bind(addr).is_ok(),
     }
+}
+
+/// Checks that every `host_ip` of `specs` is an address of this host (binding to it works).
+pub fn check_host_ips(container: &str, specs: &[PortSpec]) -> Result<(), PortError> {
+    for s in specs {
+        if let Some(ip) = s.host_ip.filter(|ip| !ip.is_unspecified()) {
+            if let Err(e) = UdpSocket::bind(SocketAddrV4::new(ip, 0)) {
+                if e.kind() == std::io::ErrorKind::AddrNotAvailable {
+                    return Err(PortError::NotLocal {
+                        container: container.to_owned(),
+                        host_ip: ip,
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A free port chosen by the kernel (bind to port 0).
@@ -311,6 +333,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r[0].host_port, 9001);
+    }
+
+    #[test]
+    fn host_ips_must_be_local() {
+        let mut s = spec(Some((8080, 8080)), (80, 80));
+        s.host_ip = Some("127.0.0.1".parse().unwrap());
+        assert!(check_host_ips("web", std::slice::from_ref(&s)).is_ok());
+        // TEST-NET-3: never configured here.
+        s.host_ip = Some("203.0.113.7".parse().unwrap());
+        assert_eq!(
+            check_host_ips("web", &[s]).unwrap_err().to_string(),
+            "container web: cannot publish on 203.0.113.7: not an address of this host"
+        );
     }
 
     #[test]

@@ -60,9 +60,6 @@ pub struct NetworkRecord {
     pub ip_range: Option<Ipv4Net>,
     #[serde(default)]
     pub internal: bool,
-    /// Created by someone else (`external: true` elsewhere): never removed by us.
-    #[serde(default)]
-    pub external: bool,
     #[serde(default)]
     pub mtu: Option<u32>,
     #[serde(default)]
@@ -130,6 +127,29 @@ pub fn lock(dir: &Path) -> Result<Locked, StateError> {
     })
 }
 
+/// A machine-wide lock held while a subnet is picked from host routes and its bridge is
+/// made, so two state roots (two tests, two installs) never pick the same subnet.
+pub fn machine_lock() -> Result<Flock<File>, StateError> {
+    let dir = if Path::new("/run/lock").is_dir() {
+        PathBuf::from("/run/lock")
+    } else {
+        std::env::temp_dir()
+    };
+    let path = dir.join("rcompose-network-ipam.lock");
+    let io = |op, source| StateError::Io {
+        path: path.clone(),
+        op,
+        source,
+    };
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io("opening lock", e))?;
+    Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| io("locking", std::io::Error::from(e)))
+}
+
 /// Reads the state without locking (for inspection and the DNS server).
 pub fn read(path: &Path) -> Result<State, StateError> {
     match std::fs::read(path) {
@@ -147,7 +167,7 @@ pub fn read(path: &Path) -> Result<State, StateError> {
 }
 
 impl Locked {
-    /// Writes the state atomically (temp file, fsync, rename).
+    /// Writes the state atomically (temp file, rename).
     pub fn save(&self) -> Result<(), StateError> {
         write_atomic(
             &self.path,
@@ -156,7 +176,12 @@ impl Locked {
     }
 }
 
-/// Writes `data` to `path` atomically (temp file in the same directory, fsync, rename).
+/// Writes `data` to `path` atomically (temp file in the same directory, rename).
+///
+/// No fsync: the rename alone makes the write atomic for a crash of the process, and
+/// everything this state describes (bridges, veths, nft rules, listeners) lives in the
+/// kernel and is gone after a power loss anyway. fsync cost milliseconds per attach on a
+/// disk busy with builds.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StateError> {
     let io = |op, source| StateError::Io {
         path: path.to_owned(),
@@ -166,6 +191,5 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StateError> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let mut f = File::create(&tmp).map_err(|e| io("creating temp file", e))?;
     f.write_all(data).map_err(|e| io("writing", e))?;
-    f.sync_data().map_err(|e| io("syncing", e))?;
     std::fs::rename(&tmp, path).map_err(|e| io("renaming", e))
 }

@@ -103,6 +103,29 @@ fn bad_input_is_rejected_before_anything_is_created() {
         .unwrap_err()
         .to_string()
         .contains("host bits set"));
+    // A subnet the host already routes (its own LAN, e.g. eth0's).
+    let routes = ip_json(None, &["-4", "route", "show", "table", "main"]);
+    let lan = routes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| !r["dev"].as_str().unwrap_or("").starts_with("rc"))
+        .filter_map(|r| r["dst"].as_str())
+        .find(|d| *d != "default" && d.contains('/'))
+        .expect("a connected route on the host")
+        .to_owned();
+    let mut on_host = spec("p_host");
+    on_host.subnet = Some(lan.clone());
+    assert_eq!(
+        env.nets.ensure_network(&on_host).unwrap_err().to_string(),
+        format!("network p_host: subnet {lan} overlaps the host route {lan}")
+    );
+    let mut lo = spec("p_lo");
+    lo.bridge = Some("lo".into());
+    assert_eq!(
+        env.nets.ensure_network(&lo).unwrap_err().to_string(),
+        "network p_lo: invalid bridge name \"lo\": an interface with that name already exists"
+    );
     let mut ext = spec("shared");
     ext.external = true;
     assert_eq!(
@@ -158,6 +181,15 @@ fn remove_all_cleans_up_after_a_crash() {
     env.nets.connect("p_two", &a, &second).unwrap();
     assert_eq!(addrs(Some(&a), "eth1").len(), 1);
     assert!(nft_table(&env.nets.nft_table()).is_some());
+    let left = env.nets.leftovers().unwrap();
+    assert!(
+        left.contains(&format!("interface {}", two.bridge)),
+        "{left:?}"
+    );
+    assert!(
+        left.contains(&format!("nft table ip {}", env.nets.nft_table())),
+        "{left:?}"
+    );
     // A fresh manager on the same root (the first one "crashed") removes everything.
     let again = network::Networks::new(&env.tmp.path().join("root"));
     again.remove_all().unwrap();
@@ -228,15 +260,125 @@ fn removing_a_network_takes_everything_away() {
     assert!(!table.contains(&two.bridge), "{table}");
     assert!(table.contains(&one.bridge));
 
+    // A DNS server of p_one stops by itself once the network is removed (by anyone).
+    let dns = network::DnsServer::start(
+        env.nets.dns_config("p_one", vec![]).unwrap(),
+        network::NameTable::default(),
+    )
+    .unwrap();
+    let gw = one.gateway.to_string();
+    assert!(listeners_on(&gw) >= 2, "udp+tcp on {gw}");
+
+    assert_eq!(
+        env.nets.remove_network("p_one").unwrap_err().to_string(),
+        "network p_one is still used by containers: p-a-1"
+    );
+    let second = network::DnsServer::start(
+        env.nets.dns_config("p_one", vec![]).unwrap(),
+        network::NameTable::default(),
+    );
+    assert!(second.err().is_some_and(|e| e.is_addr_in_use()));
     env.nets.disconnect_all("p-a-1").unwrap();
     assert!(links_with_prefix(&ea.host_veth).is_empty());
     env.nets.remove_network("p_one").unwrap();
     assert!(links_with_prefix(&one.bridge).is_empty());
+    eventually(Duration::from_secs(5), || {
+        anyhow::ensure!(!dns.is_running(), "dns still running");
+        anyhow::ensure!(listeners_on(&gw) == 0, "listeners left on {gw}");
+        Ok(())
+    })
+    .unwrap();
+    drop(dns);
     // The last network gone: so is the table.
     assert!(nft_table(&env.nets.nft_table()).is_none());
     assert_eq!(
         env.nets.remove_network("p_one").unwrap_err().to_string(),
         "network p_one not found"
     );
+    env.finish();
+}
+
+/// Sockets listening (TCP) or bound (UDP) on `ip`, from `ss`.
+fn listeners_on(ip: &str) -> usize {
+    let out = run(&["ss", "-Hlnut"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&format!("{ip}:")))
+        .count()
+}
+
+#[test]
+fn two_roots_sharing_a_pool_never_pick_the_same_subnet() {
+    let a = Env::new("10.213.36.0/23");
+    let b = Env::new("10.213.36.0/23");
+    let (ia, ib) = std::thread::scope(|s| {
+        let ta = s.spawn(|| a.nets.ensure_network(&spec("p_default")).unwrap());
+        let tb = s.spawn(|| b.nets.ensure_network(&spec("p_default")).unwrap());
+        (ta.join().unwrap(), tb.join().unwrap())
+    });
+    assert_ne!(ia.subnet, ib.subnet);
+    assert_ne!(ia.bridge, ib.bridge);
+    a.finish();
+    b.finish();
+}
+
+#[test]
+fn ipam_config_subnet_gateway_and_ip_range_are_honoured() {
+    let mut env = Env::new("10.213.42.0/23");
+    let mut s = spec("p_custom");
+    s.subnet = Some("10.213.40.0/24".into());
+    s.gateway = Some("10.213.40.254".parse().unwrap());
+    s.ip_range = Some("10.213.40.128/25".into());
+    s.labels = [("com.example.team".to_owned(), "net".to_owned())].into();
+    let info = env.nets.ensure_network(&s).unwrap();
+    assert_eq!(addrs(None, &info.bridge), ["10.213.40.254/24"]);
+    let n = env.netns("n");
+    let e = env.nets.connect("p_custom", &n, &ep("p-n-1", &[])).unwrap();
+    assert_eq!(e.ip.to_string(), "10.213.40.128");
+    assert_eq!(
+        ip_json(Some(&n), &["route", "show", "default"])[0]["gateway"],
+        "10.213.40.254"
+    );
+    let rec = env.nets.inspect("p_custom").unwrap();
+    assert_eq!(rec.labels["com.example.team"], "net");
+    let mut bad = spec("p_bad");
+    bad.subnet = Some("10.213.41.0/24".into());
+    bad.gateway = Some("10.213.40.1".parse().unwrap());
+    assert_eq!(
+        env.nets.ensure_network(&bad).unwrap_err().to_string(),
+        "network p_bad: gateway 10.213.40.1 is outside subnet 10.213.41.0/24"
+    );
+    env.finish();
+}
+
+#[test]
+fn teardown_tolerates_resources_recorded_but_never_created() {
+    // A crash right after recording (before creating) leaves records of things that do not
+    // exist: teardown must still succeed and clear the state.
+    let env = Env::new("10.213.44.0/23");
+    let info = env.nets.ensure_network(&spec("p_real")).unwrap();
+    let path = env.nets.state_file();
+    let mut st: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let mut ghost = st["networks"]["p_real"].clone();
+    ghost["name"] = "p_ghost".into();
+    ghost["bridge"] = format!("{}gh", env.nets.iface_prefix()).into();
+    ghost["subnet"] = "10.213.45.0/24".into();
+    ghost["gateway"] = "10.213.45.1".into();
+    ghost["endpoints"]["p-ghost-1"] = serde_json::json!({
+        "container": "p-ghost-1", "ifname": "eth0",
+        "host_veth": format!("{}gv", env.nets.iface_prefix()),
+        "netns": "/nonexistent", "ip": "10.213.45.2", "mac": "02:42:0a:d5:2d:02"
+    });
+    st["networks"]["p_ghost"] = ghost;
+    st["ports"]["p-ghost-1"] = serde_json::json!([{
+        "host_ip": null, "host_port": 1, "container_port": 80, "proto": "tcp",
+        "target": "10.213.45.2"
+    }]);
+    std::fs::write(&path, serde_json::to_vec(&st).unwrap()).unwrap();
+    assert_eq!(env.nets.list().unwrap().len(), 2);
+    env.nets.remove_all().unwrap();
+    assert!(env.nets.list().unwrap().is_empty());
+    assert!(env.nets.ports().unwrap().is_empty());
+    assert!(links_with_prefix(&info.bridge).is_empty());
     env.finish();
 }

@@ -448,9 +448,26 @@ fn outbound_is_masqueraded_networks_are_isolated_internal_has_no_way_out() {
     assert_eq!(seen, outside.host_ip.to_string());
     assert_ne!(seen, ea.ip.to_string());
 
-    // Isolation: a cannot reach b's network (routed through the host, dropped).
+    // Isolation: b serves (the host reaches it) but a cannot reach b's network (routed
+    // through the host, dropped by the forward chain).
+    eventually(Duration::from_secs(5), || {
+        wget(&format!("http://{}/", eb.ip))
+    })
+    .unwrap();
     assert!(wget_in(&a, &format!("http://{}/", eb.ip)).is_err());
-    // Internal: no way out.
+    // Internal: containers on it talk to each other...
+    let i2 = env.netns("i2");
+    let ei2 = env
+        .nets
+        .connect("p_int", &i2, &ep("p-i-2", &["i2"]))
+        .unwrap();
+    env.httpd(&i2, 80, &[("index.html", b"i2\n")]);
+    let got = eventually(Duration::from_secs(5), || {
+        wget_in(&i, &format!("http://{}/", ei2.ip))
+    })
+    .unwrap();
+    assert_eq!(got, "i2\n");
+    // ... but have no way out.
     assert!(wget_in(&i, &format!("http://{}/", outside.ip)).is_err());
 
     let fwd = nft_table(&env.nets.nft_table()).unwrap().to_string();

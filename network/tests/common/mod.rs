@@ -258,6 +258,11 @@ pub fn leak_check(nets: &Networks) -> Result<()> {
     if nft_table(&nets.nft_table()).is_some() {
         bail!("leaked nft table {}", nets.nft_table());
     }
+    // The crate's own view agrees.
+    let own = nets.leftovers()?;
+    if !own.is_empty() {
+        bail!("leftovers reported by the crate: {own:?}");
+    }
     Ok(())
 }
 
