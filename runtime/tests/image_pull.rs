@@ -527,3 +527,48 @@ fn a_pull_killed_mid_layer_leaves_no_half_image() {
         .unwrap();
     assert_eq!(std::fs::read(img.layers[0].join("big")).unwrap(), big);
 }
+
+#[test]
+fn docker_schema2_manifest_and_manifest_list_are_pulled() {
+    let reg = Registry::start();
+    let mut amd = ImageSpec::new(vec![(busybox_layer(), Compression::Gzip)]);
+    amd.architecture = "amd64".into();
+    let mut arm = ImageSpec::new(vec![(rich_layer(), Compression::Gzip)]);
+    arm.architecture = "arm64".into();
+    let layout = tempfile::tempdir().unwrap();
+    let built = write_layout(layout.path(), "t", &[amd, arm]);
+    reg.push_with(layout.path(), "t", "app/docker:1", &["--format", "v2s2"]);
+    // What the registry now serves is a Docker manifest list of Docker manifests.
+    let o = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}/app/docker:1", reg.host()))
+        .output()
+        .unwrap();
+    let raw: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        raw["mediaType"],
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+    let root = state_root();
+    let store = open(root.path());
+    let reference = format!("{}/app/docker:1", reg.host());
+    let img = store
+        .pull(
+            &reference,
+            Some(&Platform::parse("linux/arm64").unwrap()),
+            &no_progress,
+        )
+        .unwrap();
+    assert_eq!(img.architecture, "arm64");
+    // The config is carried over unchanged, so the image ID is the same.
+    assert_eq!(img.id.as_str(), built.images[1].2);
+    assert!(img.layers[0].join("srv/owned").is_file());
+    let amd = store
+        .pull(
+            &reference,
+            Some(&Platform::parse("linux/amd64").unwrap()),
+            &no_progress,
+        )
+        .unwrap();
+    assert!(amd.layers[0].join("bin/busybox").is_file());
+}
