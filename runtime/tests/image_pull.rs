@@ -196,8 +196,31 @@ fn second_pull_of_a_present_image_costs_one_manifest_request() {
     open(root.path())
         .ensure(&reference, PullPolicy::Missing, None, &no_progress)
         .unwrap();
+    // daily: pulled a moment ago, so no request either.
+    open(root.path())
+        .ensure(&reference, PullPolicy::DAILY, None, &no_progress)
+        .unwrap();
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(reg.count_requests("/manifests/"), manifests + 1);
+    // A zero interval is due at once: one manifest request again.
+    open(root.path())
+        .ensure(
+            &reference,
+            PullPolicy::Every(Duration::ZERO),
+            None,
+            &no_progress,
+        )
+        .unwrap();
+    eventually("timed pull logged", Duration::from_secs(5), || {
+        (reg.count_requests("/manifests/") == manifests + 2).then_some(())
+    });
+}
+
+#[test]
+fn the_store_can_be_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Store>();
+    assert_send_sync::<runtime::image::Image>();
 }
 
 #[test]
