@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod archive;
 mod auth;
+pub mod change;
 pub mod digest;
 pub mod manifest;
 mod pull;
@@ -242,6 +243,8 @@ pub enum ImageError {
     Digest(#[from] digest::DigestError),
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Change(#[from] change::ChangeError),
     #[error("invalid platform \"{0}\": expected os/arch[/variant]")]
     InvalidPlatform(String),
     #[error("{}: {source}", path.display())]
