@@ -23,6 +23,7 @@ pub mod manifest;
 mod pull;
 pub mod reference;
 mod registry;
+pub mod rootfs;
 mod store;
 pub mod unpack;
 
