@@ -114,10 +114,16 @@ pub fn merge(base: Node, over: Node, path: &mut Vec<String>) -> Option<Node> {
         (Value::Map(mut b), Value::Map(o)) => {
             for (k, v) in o {
                 path.push(k.clone());
-                match b.shift_remove_full(&k) {
-                    Some((idx, _, bv)) => {
-                        if let Some(m) = merge_value(bv, v, path) {
-                            b.shift_insert(idx.min(b.len()), k, m);
+                // In place: no shifting of the mapping (services may number thousands).
+                match b.get_mut(&k) {
+                    Some(slot) => {
+                        let span = slot.span.clone();
+                        let bv = std::mem::replace(slot, Node::null(span));
+                        match merge_value(bv, v, path) {
+                            Some(m) => *slot = m,
+                            None => {
+                                b.shift_remove(&k);
+                            }
                         }
                     }
                     None => {

@@ -968,6 +968,19 @@ pub fn read_env_files(
                 ))
             }
         };
+        if it.get("format").and_then(Node::as_str) == Some("raw") {
+            // `format: raw`: values taken verbatim, no quotes or interpolation.
+            for line in text.lines() {
+                let l = line.trim_start();
+                if l.is_empty() || l.starts_with('#') {
+                    continue;
+                }
+                if let Some((k, v)) = l.split_once('=') {
+                    out.insert(k.trim().to_string(), v.to_string());
+                }
+            }
+            continue;
+        }
         let vars =
             crate::dotenv::parse(&text, &path, &|k| out.get(k).cloned().or_else(|| lookup(k)))?;
         out.extend(vars);

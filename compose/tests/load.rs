@@ -492,3 +492,19 @@ fn depends_on_cycle_points_into_the_file() {
         "{e}"
     );
 }
+
+#[test]
+fn env_file_raw_format_keeps_values_verbatim() {
+    let (_d, opts) = project(&[
+        (
+            "compose.yaml",
+            "services:\n  w:\n    image: x\n    env_file:\n      - path: raw.env\n        format: raw\n",
+        ),
+        ("raw.env", "A=\"quoted ${X}\"\n"),
+    ]);
+    let p = load(&opts).unwrap();
+    assert_eq!(
+        p.services["w"].environment.as_ref().unwrap()["A"].as_deref(),
+        Some("\"quoted ${X}\"")
+    );
+}
