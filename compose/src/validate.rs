@@ -264,7 +264,7 @@ fn check(node: &Node, schema: &J, path: &mut Vec<String>) -> Result<(), SchemaEr
                     }
                 }
             }
-            for (k, v) in m {
+            for (k, v) in m.iter() {
                 path.push(k.clone());
                 let mut matched = false;
                 if let Some(s) = props.and_then(|p| p.get(k)) {
