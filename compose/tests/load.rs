@@ -508,3 +508,23 @@ fn env_file_raw_format_keeps_values_verbatim() {
         Some("\"quoted ${X}\"")
     );
 }
+
+#[test]
+fn typing_errors_name_position_and_path() {
+    let e = err(&[(
+        "compose.yaml",
+        "services:\n  w:\n    image: x\n    mem_limit: lots\n",
+    )]);
+    assert!(
+        e.contains("compose.yaml:4:16: services.w.mem_limit: invalid size \"lots\""),
+        "{e}"
+    );
+    let e = err(&[(
+        "compose.yaml",
+        "services:\n  w:\n    image: x\n    healthcheck:\n      interval: 10 parsecs\n",
+    )]);
+    assert!(
+        e.contains("compose.yaml:5:17: services.w.healthcheck.interval: invalid duration"),
+        "{e}"
+    );
+}
