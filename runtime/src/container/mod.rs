@@ -401,31 +401,32 @@ impl Created {
             let what = format!("{what} {}", fifo.display());
             move |source| Error::Io { name, what, source }
         };
+        // O_RDWR on a fifo (Linux): the open never blocks and, as we are a writer too, a read
+        // waits for pid 1's byte instead of returning EOF while pid 1 has not opened it yet.
         let mut f = std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
             .open(&fifo)
             .map_err(io("open"))?;
-        let mut byte = [0u8; 1];
         loop {
-            match f.read(&mut byte) {
-                Ok(1) => break,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(io("read")(e)),
+            let mut fds = [nix::poll::PollFd::new(
+                std::os::fd::AsFd::as_fd(&f),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u8)) {
+                Ok(n) if n > 0 => break,
+                Ok(_) | Err(nix::Error::EINTR) => {}
+                Err(e) => return Err(io("poll")(e.into())),
             }
-            // pid 1 is alive but has not opened the fifo yet, or it died.
             if nix::sys::signal::kill(Pid::from_raw(self.pid), None).is_err() || self.is_zombie() {
                 return Err(Error::ExitedBeforeStart {
                     name: self.name.clone(),
                 });
             }
-            let mut fds = [nix::poll::PollFd::new(
-                std::os::fd::AsFd::as_fd(&f),
-                nix::poll::PollFlags::POLLIN,
-            )];
-            let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10u8));
         }
+        let mut byte = [0u8; 1];
+        f.read_exact(&mut byte).map_err(io("read"))?;
         let _ = std::fs::remove_file(&fifo);
         Ok(())
     }
