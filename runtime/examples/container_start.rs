@@ -36,6 +36,7 @@ fn main() {
         hostname: Some("bench".into()),
         ..Default::default()
     };
+    let t0 = std::time::Instant::now();
     let null = || {
         std::fs::OpenOptions::new()
             .write(true)
@@ -56,8 +57,19 @@ fn main() {
             eprintln!("{e}");
             std::process::exit(1)
         });
+    let t1 = t0.elapsed();
     c.start().expect("start");
+    let t2 = t0.elapsed();
     let status = wait(c.pid).expect("wait");
+    let t3 = t0.elapsed();
     c.remove().expect("remove");
+    if std::env::var_os("RCOMPOSE_BENCH_PHASES").is_some() {
+        eprintln!(
+            "create {t1:?} start {:?} run+exit {:?} remove {:?}",
+            t2 - t1,
+            t3 - t2,
+            t0.elapsed() - t3
+        );
+    }
     std::process::exit(if status == ExitStatus::Code(0) { 0 } else { 1 });
 }

@@ -241,6 +241,7 @@ impl Runtime {
         name: &str,
         request: &helper::Request,
         stdio: Stdio,
+        prepare: impl FnOnce() -> std::result::Result<(), String>,
     ) -> std::result::Result<i32, String> {
         let (ours, theirs) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
         let exe = sealed_helper(&self.helper)
@@ -275,6 +276,12 @@ impl Runtime {
         drop(cmd);
         tracing::debug!(container = name, helper_pid = child.id(), "helper started");
         let mut sock = ours;
+        // Work the caller can do while the helper execs (it blocks reading the request).
+        if let Err(message) = prepare() {
+            drop(sock);
+            let _ = child.wait();
+            return Err(message);
+        }
         let body = serde_json::to_vec(request).map_err(|e| e.to_string())?;
         let sent = sock
             .write_all(&body)
@@ -330,7 +337,12 @@ impl Runtime {
             cgroup_root: created.cgroup_root.clone(),
             cgroup_path: created.cgroup_path.clone(),
         };
-        match self.call_helper(&spec.name, &request, stdio) {
+        let prepare = || {
+            let cg = cgroups::open(&created.cgroup_root, &created.cgroup_path);
+            cg.create(&spec.resources, &helper::device_rules(spec)?)
+                .map_err(|e| e.to_string())
+        };
+        match self.call_helper(&spec.name, &request, stdio, prepare) {
             Ok(pid) => {
                 created.pid = pid;
                 created.save()?;
@@ -545,7 +557,7 @@ impl Created {
             cgroup_path: self.cgroup_path.clone(),
         };
         runtime
-            .call_helper(&self.name, &request, stdio)
+            .call_helper(&self.name, &request, stdio, || Ok(()))
             .map(|pid| ExecProcess { pid })
             .map_err(|message| Error::Exec {
                 service: self.service.clone(),
