@@ -1,23 +1,30 @@
-//! The command line: clap structs (one file per verb; doc comments become `--help`) and the
+//! The command line: clap structs (one file per verb, the small lifecycle and inspection verbs
+//! grouped in `lifecycle.rs` and `inspect.rs`; doc comments become `--help`) and the
 //! renderers. Each verb builds an options struct and calls the supervisor. Nothing else.
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
+pub mod config;
+pub mod down;
+pub mod exec;
 pub mod global;
+pub mod image;
+pub mod inspect;
+pub mod lifecycle;
+pub mod logs;
+pub mod ps;
+pub mod render;
+pub mod run;
+pub mod up;
 pub mod version;
 
 /// Run Compose stacks with no Docker daemon: rcompose reads compose.yaml, pulls OCI images,
 /// creates bridge networks with service-name DNS and starts every service in its own
 /// namespaces and cgroup.
 #[derive(Debug, Parser)]
-#[command(
-    name = "rcompose",
-    version,
-    propagate_version = true,
-    max_term_width = 100
-)]
+#[command(name = "rcompose", version, max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
     pub global: global::GlobalArgs,
@@ -28,16 +35,86 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Parse, resolve and render the compose file in canonical format
+    Config(config::ConfigArgs),
+    /// Create and start containers
+    Up(up::UpArgs),
+    /// Stop and remove containers, networks
+    Down(down::DownArgs),
+    /// List containers
+    Ps(ps::PsArgs),
+    /// View output from containers
+    Logs(logs::LogsArgs),
+    /// Execute a command in a running container
+    Exec(exec::ExecArgs),
+    /// Run a one-off command on a service
+    Run(run::RunArgs),
+    /// Start services
+    Start(lifecycle::StartArgs),
+    /// Stop services
+    Stop(lifecycle::StopArgs),
+    /// Restart service containers
+    Restart(lifecycle::RestartArgs),
+    /// Force stop service containers
+    Kill(lifecycle::KillArgs),
+    /// Pause services
+    Pause(lifecycle::PauseArgs),
+    /// Unpause services
+    Unpause(lifecycle::PauseArgs),
+    /// Removes stopped service containers
+    Rm(lifecycle::RmArgs),
+    /// Creates containers for a service
+    Create(lifecycle::CreateArgs),
+    /// Block until containers of all (or specified) services stop, then print their exit codes
+    Wait(lifecycle::WaitArgs),
+    /// Display the running processes
+    Top(inspect::TopArgs),
+    /// Print the public port for a port binding
+    Port(inspect::PortArgs),
+    /// List images used by the created containers
+    Images(inspect::ImagesArgs),
+    /// List running compose projects
+    Ls(inspect::LsArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(inspect::StatsArgs),
+    /// Receive real time events from containers
+    Events(inspect::EventsArgs),
+    /// Attach local standard input, output, and error streams to a service's running container
+    Attach(inspect::AttachArgs),
+    /// Copy files/folders between a service container and the local filesystem
+    Cp(inspect::CpArgs),
+    /// Pull service images
+    Pull(inspect::PullArgs),
+    /// Generate shell completions (bash, zsh, fish)
+    Completion(inspect::CompletionArgs),
     /// Show the rcompose version information
     Version(version::VersionArgs),
+    /// Manage images: ls, inspect, pull, rm, prune, import, load, save
+    Image(image::ImageArgs),
 }
 
 /// Parse the command line, run the verb, map the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.global);
+    let g = &cli.global;
     let result = match cli.command {
-        Command::Version(args) => version::run(&cli.global, args),
+        Command::Config(args) => config::run(g, args),
+        Command::Version(args) => version::run(g, args),
+        Command::Image(args) => image::run(g, args),
+        Command::Completion(args) => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(args.shell, &mut cmd, "rcompose", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        other => Err(anyhow::anyhow!(
+            "{}: not implemented yet",
+            format!("{other:?}")
+                .split('(')
+                .next()
+                .unwrap_or_default()
+                .to_lowercase()
+        )),
     };
     match result {
         Ok(code) => code,
@@ -56,4 +133,14 @@ fn init_tracing(global: &global::GlobalArgs) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }
