@@ -21,7 +21,7 @@
 # See /work/shared/peers.md (and docs/performance.md "Peers") for why each setting is needed.
 #
 # Needs root. Every container runs `sleep` under a shell that exits on SIGTERM (so `down` is
-# not a 10 s stop timeout). The stack's network is 10.213.240.0/24 on a bridge of its own;
+# not a 10 s stop timeout). The stack's network is 10.213.232.0/24 on a bridge of its own;
 # nothing is sent anywhere (containers only sleep). Everything made is removed on exit, also
 # on failure or Ctrl-C.
 set -euo pipefail
@@ -33,7 +33,7 @@ PODMAN_COMPOSE=${PODMAN_COMPOSE:-podman-compose}
 RCOMPOSE=${RCOMPOSE:-}
 PROJECT=rcbench
 IMAGE=rcbench-busybox:latest
-SUBNET=10.213.240.0/24
+SUBNET=10.213.232.0/24
 
 [ "$(id -u)" = 0 ] || { echo "stack-peers: needs root" >&2; exit 1; }
 [ -x /usr/bin/busybox ] || { echo "stack-peers: needs /usr/bin/busybox (busybox-static)" >&2; exit 1; }
