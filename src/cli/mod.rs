@@ -1,24 +1,34 @@
-//! The command line: clap structs (one file per verb; doc comments become `--help`) and the
+//! The command line: clap structs (one file per verb, the small lifecycle and inspection verbs
+//! grouped in `lifecycle.rs` and `inspect.rs`; doc comments become `--help`) and the
 //! renderers. Each verb builds an options struct and calls the supervisor. Nothing else.
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
+pub mod attach;
 pub mod config;
+pub mod down;
+pub mod exec;
 pub mod global;
+pub mod image;
+pub mod inspect;
+pub mod lifecycle;
+pub mod logs;
+pub mod project;
+pub mod ps;
+pub mod render;
+pub mod run;
+pub mod tty;
+pub mod up;
+pub mod up_run;
 pub mod version;
 
 /// Run Compose stacks with no Docker daemon: rcompose reads compose.yaml, pulls OCI images,
 /// creates bridge networks with service-name DNS and starts every service in its own
 /// namespaces and cgroup.
 #[derive(Debug, Parser)]
-#[command(
-    name = "rcompose",
-    version,
-    propagate_version = true,
-    max_term_width = 100
-)]
+#[command(name = "rcompose", version, max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
     pub global: global::GlobalArgs,
@@ -31,17 +41,115 @@ pub struct Cli {
 pub enum Command {
     /// Parse, resolve and render the compose file in canonical format
     Config(config::ConfigArgs),
+    /// Create and start containers
+    Up(up::UpArgs),
+    /// Stop and remove containers, networks
+    Down(down::DownArgs),
+    /// List containers
+    Ps(ps::PsArgs),
+    /// View output from containers
+    Logs(logs::LogsArgs),
+    /// Execute a command in a running container
+    Exec(exec::ExecArgs),
+    /// Run a one-off command on a service
+    Run(run::RunArgs),
+    /// Start services
+    Start(lifecycle::StartArgs),
+    /// Stop services
+    Stop(lifecycle::StopArgs),
+    /// Restart service containers
+    Restart(lifecycle::RestartArgs),
+    /// Force stop service containers
+    Kill(lifecycle::KillArgs),
+    /// Pause services
+    Pause(lifecycle::PauseArgs),
+    /// Unpause services
+    Unpause(lifecycle::PauseArgs),
+    /// Removes stopped service containers
+    Rm(lifecycle::RmArgs),
+    /// Creates containers for a service
+    Create(lifecycle::CreateArgs),
+    /// Block until containers of all (or specified) services stop, then print their exit codes
+    Wait(lifecycle::WaitArgs),
+    /// Display the running processes
+    Top(inspect::TopArgs),
+    /// Print the public port for a port binding
+    Port(inspect::PortArgs),
+    /// List images used by the created containers
+    Images(inspect::ImagesArgs),
+    /// List running compose projects
+    Ls(inspect::LsArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(inspect::StatsArgs),
+    /// Receive real time events from containers
+    Events(inspect::EventsArgs),
+    /// Attach local standard input, output, and error streams to a service's running container
+    Attach(inspect::AttachArgs),
+    /// Copy files/folders between a service container and the local filesystem
+    Cp(inspect::CpArgs),
+    /// Pull service images
+    Pull(inspect::PullArgs),
+    /// Generate shell completions (bash, zsh, fish)
+    Completion(inspect::CompletionArgs),
+    /// Manage images: ls, inspect, pull, rm, prune, import, load, save
+    Image(image::ImageArgs),
     /// Show the rcompose version information
     Version(version::VersionArgs),
+    /// Run the supervisor of a project (started by `up -d`; not for direct use)
+    #[command(name = "__supervise", hide = true)]
+    Supervise(SuperviseArgs),
+}
+
+/// The hidden `__supervise` verb.
+#[derive(Debug, clap::Args)]
+pub struct SuperviseArgs {
+    /// The project name
+    pub project: String,
 }
 
 /// Parse the command line, run the verb, map the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.global);
+    let g = &cli.global;
     let result = match cli.command {
-        Command::Config(args) => config::run(&cli.global, args),
-        Command::Version(args) => version::run(&cli.global, args),
+        Command::Version(args) => version::run(g, args),
+        Command::Config(args) => config::run(g, args),
+        Command::Image(args) => image::run(g, args),
+        Command::Up(a) => up_run::up(g, a),
+        Command::Down(a) => up_run::down(g, a),
+        Command::Create(a) => up_run::create(g, a),
+        Command::Ps(a) => ps::run(g, a),
+        Command::Logs(a) => logs::run(g, a),
+        Command::Exec(a) => exec::run(g, a),
+        Command::Start(a) => lifecycle::start(g, a),
+        Command::Stop(a) => lifecycle::stop(g, a),
+        Command::Restart(a) => lifecycle::restart(g, a),
+        Command::Kill(a) => lifecycle::kill(g, a),
+        Command::Pause(a) => lifecycle::pause(g, a, true),
+        Command::Unpause(a) => lifecycle::pause(g, a, false),
+        Command::Rm(a) => lifecycle::rm(g, a),
+        Command::Wait(a) => lifecycle::wait(g, a),
+        Command::Top(a) => inspect::top(g, a),
+        Command::Port(a) => inspect::port(g, a),
+        Command::Images(a) => inspect::images(g, a),
+        Command::Ls(a) => inspect::ls(g, a),
+        Command::Stats(a) => inspect::stats(g, a),
+        Command::Events(a) => inspect::events(g, a),
+        Command::Pull(a) => inspect::pull(g, a),
+        Command::Supervise(a) => supervise(g, a),
+        Command::Completion(args) => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(args.shell, &mut cmd, "rcompose", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(_) => Err(anyhow::anyhow!(
+            "run: not implemented yet (use `up` and `exec`)"
+        )),
+        Command::Attach(_) => Err(anyhow::anyhow!(
+            "attach: not implemented yet (use `logs -f`)"
+        )),
+        Command::Cp(_) => Err(anyhow::anyhow!("cp: not implemented yet")),
     };
     match result {
         Ok(code) => code,
@@ -52,6 +160,15 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The detached supervisor's main: serve until nothing of the project runs any more.
+fn supervise(g: &global::GlobalArgs, a: SuperviseArgs) -> anyhow::Result<ExitCode> {
+    let paths = crate::supervisor::state::ProjectPaths::new(&g.root, &g.run_dir, &a.project);
+    let sup = crate::supervisor::daemon::Supervisor::start(&paths)?;
+    let _ = std::fs::write(paths.pid_file(), std::process::id().to_string());
+    sup.run_until_idle();
+    Ok(ExitCode::SUCCESS)
+}
+
 fn init_tracing(global: &global::GlobalArgs) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RCOMPOSE_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(if global.verbose { "debug" } else { "warn" })
@@ -60,4 +177,14 @@ fn init_tracing(global: &global::GlobalArgs) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -1,1 +1,634 @@
-//! Containers: namespaces, rootfs, mounts, cgroups, capabilities, seccomp, exec, logs.
+//! Containers: the namespace and cgroup runtime. The supervisor builds a [`ContainerSpec`]
+//! (plain data) and calls [`Runtime::create`]; a single-threaded helper (this binary
+//! re-executed from a sealed copy, see [`helper`]) sets up cgroup, namespaces, the overlay
+//! root and mounts, and leaves pid 1 blocked before exec until [`Created::start`]. The caller
+//! is a child subreaper ([`become_subreaper`]) and reaps pid 1 ([`wait`]). Teardown works from
+//! the recorded state alone ([`cleanup`]).
+//!
+//! Sync API: call it from a blocking thread, never from a tokio worker.
+
+#![allow(unsafe_code)]
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+pub mod cgroups;
+pub mod helper;
+mod init;
+pub mod logs;
+pub mod rootfs;
+pub mod security;
+pub mod spec;
+
+pub use cgroups::Stats;
+pub use helper::{helper_main, HELPER_ARG};
+pub use spec::*;
+
+/// Errors of the container lifecycle; each names the container (and the service when the
+/// configuration is at fault).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("service {service}: container {name}: {message}")]
+    Create {
+        service: String,
+        name: String,
+        message: String,
+    },
+    #[error("service {service}: container {name}: exec: {message}")]
+    Exec {
+        service: String,
+        name: String,
+        message: String,
+    },
+    #[error("container {name}: {what}: {source}")]
+    Io {
+        name: String,
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("container {name}: {what}: {source}")]
+    Sys {
+        name: String,
+        what: String,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("container {name}: {source}")]
+    Cgroup {
+        name: String,
+        #[source]
+        source: cgroups::CgroupError,
+    },
+    #[error("container {name}: the container process exited before start")]
+    ExitedBeforeStart { name: String },
+    #[error("container state {path}: {source}")]
+    State {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("container {name}: cleanup: {}", errors.join("; "))]
+    Cleanup { name: String, errors: Vec<String> },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The runtime's fixed settings: where the helper binary is, the cgroup root, the state root
+/// (its hash goes into cgroup names).
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    /// The binary to run in helper mode (`<helper> __rcompose-container-helper`).
+    pub helper: PathBuf,
+    /// `/sys/fs/cgroup` in production.
+    pub cgroup_root: PathBuf,
+    pub state_root: PathBuf,
+}
+
+/// The container's stdio: pipes the supervisor reads for logs, or a pty slave (all three) for
+/// `tty: true`. `None` stdin means /dev/null.
+#[derive(Debug)]
+pub struct Stdio {
+    pub stdin: Option<OwnedFd>,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+impl Stdio {
+    /// The same descriptor (a pty slave) for stdin, stdout and stderr.
+    pub fn tty(slave: OwnedFd) -> std::io::Result<Self> {
+        Ok(Self {
+            stdin: Some(slave.try_clone()?),
+            stdout: slave.try_clone()?,
+            stderr: slave,
+        })
+    }
+}
+
+/// A created container: the handle the supervisor keeps (also saved as
+/// `state_dir/container.json`, so another process can [`Created::load`] it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Created {
+    pub id: String,
+    pub name: String,
+    pub service: String,
+    /// Host pid of the container's pid 1 (0 until the helper reported it).
+    pub pid: i32,
+    pub state_dir: PathBuf,
+    pub cgroup_root: PathBuf,
+    /// Relative cgroup path (`rcompose-<roothash>/<id>`).
+    pub cgroup_path: PathBuf,
+    pub stop_signal: i32,
+    pub spec: ContainerSpec,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// Docker's exit code: the code, or 128 + signal.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Code(c) => c,
+            ExitStatus::Signal(s) => 128 + s,
+        }
+    }
+}
+
+/// The end of a container: status and whether the kernel's OOM killer did it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exit {
+    pub status: ExitStatus,
+    pub oom_killed: bool,
+}
+
+/// A process started by [`Created::exec`]; the caller reaps it with [`wait`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecProcess {
+    pub pid: i32,
+}
+
+/// Make the calling process a child subreaper (PR_SET_CHILD_SUBREAPER), so container
+/// processes are reparented to it when their helper exits.
+pub fn become_subreaper() -> std::io::Result<()> {
+    nix::sys::prctl::set_child_subreaper(true).map_err(std::io::Error::from)
+}
+
+fn decode(status: nix::sys::wait::WaitStatus) -> Option<ExitStatus> {
+    use nix::sys::wait::WaitStatus as W;
+    match status {
+        W::Exited(_, c) => Some(ExitStatus::Code(c)),
+        W::Signaled(_, s, _) => Some(ExitStatus::Signal(s as i32)),
+        _ => None,
+    }
+}
+
+/// Block until `pid` (a child or reparented descendant of the caller) ends.
+pub fn wait(pid: i32) -> std::io::Result<ExitStatus> {
+    loop {
+        match nix::sys::wait::waitpid(Pid::from_raw(pid), None) {
+            Ok(s) => {
+                if let Some(st) = decode(s) {
+                    return Ok(st);
+                }
+            }
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Non-blocking [`wait`].
+pub fn try_wait(pid: i32) -> std::io::Result<Option<ExitStatus>> {
+    match nix::sys::wait::waitpid(
+        Pid::from_raw(pid),
+        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+    ) {
+        Ok(s) => Ok(decode(s)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Sealed memfd copies of helper binaries, made once per process (CVE-2019-5736).
+fn sealed_helper(path: &Path) -> std::io::Result<PathBuf> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static SEALED: OnceLock<Mutex<HashMap<PathBuf, std::fs::File>>> = OnceLock::new();
+    let mut map = SEALED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if !map.contains_key(path) {
+        let mut src = std::fs::File::open(path)?;
+        let sealed = pentacle::SealOptions::new()
+            .executable(true)
+            .close_on_exec(true)
+            .copy_and_seal(&mut src)?;
+        map.insert(path.to_path_buf(), sealed);
+    }
+    // Exec through the magic link: the fd is close-on-exec but still open while execve runs.
+    Ok(PathBuf::from(format!(
+        "/proc/self/fd/{}",
+        map[path].as_raw_fd()
+    )))
+}
+
+impl Runtime {
+    /// Production settings: this binary as helper, `/sys/fs/cgroup`.
+    pub fn new(state_root: impl Into<PathBuf>) -> std::io::Result<Self> {
+        Ok(Self {
+            helper: std::env::current_exe()?,
+            cgroup_root: "/sys/fs/cgroup".into(),
+            state_root: state_root.into(),
+        })
+    }
+
+    fn call_helper(
+        &self,
+        name: &str,
+        request: &helper::Request,
+        stdio: Stdio,
+        prepare: impl FnOnce() -> std::result::Result<(), String>,
+    ) -> std::result::Result<i32, String> {
+        let (ours, theirs) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+        let exe = sealed_helper(&self.helper)
+            .map_err(|e| format!("seal helper {}: {e}", self.helper.display()))?;
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg0("rcompose-helper").arg(HELPER_ARG).env_clear();
+        cmd.stdin(
+            stdio
+                .stdin
+                .map_or_else(std::process::Stdio::null, std::process::Stdio::from),
+        );
+        cmd.stdout(std::process::Stdio::from(stdio.stdout));
+        cmd.stderr(std::process::Stdio::from(stdio.stderr));
+        let fd = theirs.as_raw_fd();
+        // SAFETY: only async-signal-safe calls (dup2, fcntl) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if fd == 3 {
+                    if libc::fcntl(3, libc::F_SETFD, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                } else if libc::dup2(fd, 3) != 3 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("start helper {}: {e}", self.helper.display()))?;
+        drop(theirs);
+        drop(cmd);
+        tracing::debug!(container = name, helper_pid = child.id(), "helper started");
+        let mut sock = ours;
+        // Work the caller can do while the helper execs (it blocks reading the request).
+        if let Err(message) = prepare() {
+            drop(sock);
+            let _ = child.wait();
+            return Err(message);
+        }
+        let body = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+        let sent = sock
+            .write_all(&body)
+            .and_then(|_| sock.shutdown(std::net::Shutdown::Write));
+        let mut reply = Vec::new();
+        let read = sock.read_to_end(&mut reply);
+        let status = child.wait().map_err(|e| format!("wait for helper: {e}"))?;
+        sent.map_err(|e| format!("send request to helper: {e}"))?;
+        read.map_err(|e| format!("read helper reply: {e}"))?;
+        match serde_json::from_slice::<helper::Reply>(&reply) {
+            Ok(helper::Reply::Ok { pid }) => Ok(pid),
+            Ok(helper::Reply::Err { message }) => Err(message),
+            Err(_) => Err(format!("helper failed ({status})")),
+        }
+    }
+
+    /// Create the container: cgroup, namespaces, rootfs, mounts; pid 1 waits before exec.
+    /// On any error nothing is left behind (no mount, cgroup or process).
+    pub fn create(&self, spec: &ContainerSpec, stdio: Stdio) -> Result<Created> {
+        let span = tracing::debug_span!("container", name = %spec.name, service = %spec.service);
+        let _g = span.enter();
+        let name = spec.name.clone();
+        let io = |what: &str| {
+            let name = name.clone();
+            let what = what.to_string();
+            move |source| Error::Io { name, what, source }
+        };
+        std::fs::create_dir_all(&spec.state_dir).map_err(io("create state folder"))?;
+        let mut created = Created {
+            id: spec.id.clone(),
+            name: spec.name.clone(),
+            service: spec.service.clone(),
+            pid: 0,
+            state_dir: spec.state_dir.clone(),
+            cgroup_root: self.cgroup_root.clone(),
+            cgroup_path: cgroups::relative_path(&self.state_root, &spec.id),
+            stop_signal: spec.stop_signal.unwrap_or(libc::SIGTERM),
+            spec: spec.clone(),
+        };
+        // Recorded before anything exists, so cleanup can find it after a crash.
+        created.save()?;
+        let fifo = spec.state_dir.join("start.fifo");
+        let _ = std::fs::remove_file(&fifo);
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).map_err(
+            |source| Error::Sys {
+                name: name.clone(),
+                what: format!("mkfifo {}", fifo.display()),
+                source,
+            },
+        )?;
+        let request = helper::Request::Create {
+            spec: spec.clone(),
+            cgroup_root: created.cgroup_root.clone(),
+            cgroup_path: created.cgroup_path.clone(),
+        };
+        let prepare = || {
+            let cg = cgroups::open(&created.cgroup_root, &created.cgroup_path);
+            cg.create(&spec.resources, &helper::device_rules(spec)?)
+                .map_err(|e| e.to_string())
+        };
+        match self.call_helper(&spec.name, &request, stdio, prepare) {
+            Ok(pid) => {
+                created.pid = pid;
+                created.save()?;
+                tracing::debug!(pid, "container created");
+                Ok(created)
+            }
+            Err(message) => {
+                let _ = cleanup(&spec.state_dir);
+                Err(Error::Create {
+                    service: spec.service.clone(),
+                    name,
+                    message,
+                })
+            }
+        }
+    }
+}
+
+impl Created {
+    fn record_path(state_dir: &Path) -> PathBuf {
+        state_dir.join("container.json")
+    }
+
+    /// Write `container.json` atomically (write + rename).
+    fn save(&self) -> Result<()> {
+        let path = Self::record_path(&self.state_dir);
+        let tmp = path.with_extension("json.tmp");
+        let body = serde_json::to_vec_pretty(self).map_err(|source| Error::State {
+            path: path.clone(),
+            source,
+        })?;
+        std::fs::write(&tmp, body)
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(|source| Error::Io {
+                name: self.name.clone(),
+                what: format!("write {}", path.display()),
+                source,
+            })
+    }
+
+    /// Load the handle saved by `create`.
+    pub fn load(state_dir: &Path) -> Result<Self> {
+        let path = Self::record_path(state_dir);
+        let body = std::fs::read(&path).map_err(|source| Error::Io {
+            name: state_dir.display().to_string(),
+            what: format!("read {}", path.display()),
+            source,
+        })?;
+        serde_json::from_slice(&body).map_err(|source| Error::State { path, source })
+    }
+
+    pub fn cgroup(&self) -> Box<dyn cgroups::Cgroup> {
+        cgroups::open(&self.cgroup_root, &self.cgroup_path)
+    }
+
+    fn cg_err(&self) -> impl FnOnce(cgroups::CgroupError) -> Error + '_ {
+        move |source| Error::Cgroup {
+            name: self.name.clone(),
+            source,
+        }
+    }
+
+    /// Release pid 1 to exec the user process.
+    pub fn start(&self) -> Result<()> {
+        let fifo = self.state_dir.join("start.fifo");
+        let io = |what: &str| {
+            let name = self.name.clone();
+            let what = format!("{what} {}", fifo.display());
+            move |source| Error::Io { name, what, source }
+        };
+        // O_RDWR on a fifo (Linux): the open never blocks and, as we are a writer too, a read
+        // waits for pid 1's byte instead of returning EOF while pid 1 has not opened it yet.
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&fifo)
+            .map_err(io("open"))?;
+        loop {
+            let mut fds = [nix::poll::PollFd::new(
+                std::os::fd::AsFd::as_fd(&f),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u8)) {
+                Ok(n) if n > 0 => break,
+                Ok(_) | Err(nix::Error::EINTR) => {}
+                Err(e) => return Err(io("poll")(e.into())),
+            }
+            if nix::sys::signal::kill(Pid::from_raw(self.pid), None).is_err() || self.is_zombie() {
+                return Err(Error::ExitedBeforeStart {
+                    name: self.name.clone(),
+                });
+            }
+        }
+        let mut byte = [0u8; 1];
+        f.read_exact(&mut byte).map_err(io("read"))?;
+        let _ = std::fs::remove_file(&fifo);
+        Ok(())
+    }
+
+    fn is_zombie(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
+            .map(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+                    .unwrap_or(false)
+            })
+            .unwrap_or(true)
+    }
+
+    /// Send a signal to pid 1.
+    pub fn kill(&self, signal: i32) -> Result<()> {
+        let sig = Signal::try_from(signal).map_err(|source| Error::Sys {
+            name: self.name.clone(),
+            what: format!("signal {signal}"),
+            source,
+        })?;
+        nix::sys::signal::kill(Pid::from_raw(self.pid), sig).map_err(|source| Error::Sys {
+            name: self.name.clone(),
+            what: format!("kill {} with {sig}", self.pid),
+            source,
+        })
+    }
+
+    /// SIGKILL every process of the cgroup (frozen first, so nothing forks in between).
+    pub fn kill_all(&self) -> Result<()> {
+        let cg = self.cgroup();
+        let _ = cg.freeze();
+        for pid in cg.pids().map_err(self.cg_err())? {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        cg.thaw().map_err(self.cg_err())
+    }
+
+    /// The stop signal, then after `grace` SIGKILL to every process of the cgroup. Returns once
+    /// the cgroup holds no process (pid 1 may still wait to be reaped by the caller).
+    pub fn stop(&self, grace: Duration) -> Result<()> {
+        if self.processes()?.is_empty() {
+            return Ok(());
+        }
+        let _ = self.kill(self.stop_signal);
+        if self.wait_empty(grace)? {
+            return Ok(());
+        }
+        self.kill_all()?;
+        if self.wait_empty(Duration::from_secs(10))? {
+            Ok(())
+        } else {
+            Err(Error::Cgroup {
+                name: self.name.clone(),
+                source: cgroups::CgroupError::Busy {
+                    path: self.cgroup().paths().into_iter().next().unwrap_or_default(),
+                },
+            })
+        }
+    }
+
+    fn wait_empty(&self, within: Duration) -> Result<bool> {
+        let deadline = Instant::now() + within;
+        loop {
+            let live: Vec<i32> = self
+                .processes()?
+                .into_iter()
+                .filter(|p| !is_zombie(*p))
+                .collect();
+            if live.is_empty() {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Freeze every process (`pause`).
+    pub fn pause(&self) -> Result<()> {
+        self.cgroup().freeze().map_err(self.cg_err())
+    }
+
+    /// Thaw (`unpause`).
+    pub fn resume(&self) -> Result<()> {
+        self.cgroup().thaw().map_err(self.cg_err())
+    }
+
+    /// Host pids of every process in the container's cgroup.
+    pub fn processes(&self) -> Result<Vec<i32>> {
+        self.cgroup().pids().map_err(self.cg_err())
+    }
+
+    pub fn stats(&self) -> Result<Stats> {
+        self.cgroup().stats().map_err(self.cg_err())
+    }
+
+    /// Decorate pid 1's status with the cgroup's OOM kill count (read before [`Created::remove`]).
+    pub fn exit_info(&self, status: ExitStatus) -> Exit {
+        let oom = self.stats().map(|s| s.oom_kills > 0).unwrap_or(false);
+        Exit {
+            status,
+            oom_killed: oom && status == ExitStatus::Signal(libc::SIGKILL),
+        }
+    }
+
+    /// Run a process inside the running container: all its namespaces, its cgroup, the
+    /// container's security settings; user, env and working folder from `exec`.
+    pub fn exec(&self, runtime: &Runtime, exec: &ExecSpec, stdio: Stdio) -> Result<ExecProcess> {
+        let request = helper::Request::Exec {
+            target_pid: self.pid,
+            spec: self.spec.clone(),
+            exec: exec.clone(),
+            cgroup_root: self.cgroup_root.clone(),
+            cgroup_path: self.cgroup_path.clone(),
+        };
+        runtime
+            .call_helper(&self.name, &request, stdio, || Ok(()))
+            .map(|pid| ExecProcess { pid })
+            .map_err(|message| Error::Exec {
+                service: self.service.clone(),
+                name: self.name.clone(),
+                message,
+            })
+    }
+
+    /// Kill what is left, remove the cgroup and the state folder.
+    pub fn remove(&self) -> Result<()> {
+        cleanup(&self.state_dir)
+    }
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+                .unwrap_or(false)
+        })
+        .unwrap_or(true)
+}
+
+/// Remove everything a container's state records: processes of its cgroup, the cgroup, the
+/// state folder (upper, work, rootfs mountpoint, fifo). Works after a crash of any process;
+/// keeps going on errors and reports them all.
+pub fn cleanup(state_dir: &Path) -> Result<()> {
+    let mut errors = Vec::new();
+    let name = state_dir.display().to_string();
+    match Created::load(state_dir) {
+        Ok(c) => {
+            let cg = c.cgroup();
+            if !cg.pids().unwrap_or_default().is_empty() {
+                if let Err(e) = c.kill_all() {
+                    errors.push(e.to_string());
+                }
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while cg
+                    .pids()
+                    .map(|p| p.iter().any(|p| !is_zombie(*p)))
+                    .unwrap_or(false)
+                    && Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            // A zombie still charged to the cgroup keeps rmdir busy until it is reaped.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match cg.destroy() {
+                    Ok(()) => break,
+                    Err(e) if Instant::now() >= deadline => {
+                        errors.push(e.to_string());
+                        break;
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        }
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => errors.push(e.to_string()),
+    }
+    match std::fs::remove_dir_all(state_dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => errors.push(format!("remove {}: {e}", state_dir.display())),
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Cleanup { name, errors })
+    }
+}

@@ -1,0 +1,199 @@
+//! The container description handed from the supervisor to the runtime, and from the runtime to
+//! its single-threaded helper (serialized as JSON over a socket). Plain data: every compose
+//! decision (image defaults, entrypoint/command merge, volume names) is made before this point.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything needed to create one container.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ContainerSpec {
+    /// Unique id (used for the cgroup name and in kernel-visible names).
+    pub id: String,
+    /// Human name (`<project>-<service>-<n>`), used in error messages.
+    pub name: String,
+    /// The compose service, named in every error.
+    pub service: String,
+    /// Per-container state folder under the state root: upper/work dirs, rootfs mountpoint,
+    /// the start fifo and `container.json`.
+    pub state_dir: PathBuf,
+    /// Image layers (unpacked folders), lowest first.
+    pub lower_dirs: Vec<PathBuf>,
+    pub process: ProcessSpec,
+    pub hostname: Option<String>,
+    pub domainname: Option<String>,
+    /// Mounts, applied in order after the standard ones.
+    pub mounts: Vec<MountSpec>,
+    pub read_only: bool,
+    /// Size of /dev/shm in bytes (Docker's default: 64 MiB).
+    pub shm_size: Option<u64>,
+    pub resources: Resources,
+    pub security: SecuritySpec,
+    pub namespaces: NamespaceSpec,
+    /// `init: true`: a tiny init is pid 1, forwards signals and reaps zombies.
+    pub init: bool,
+    /// Signal number for `stop` (default SIGTERM).
+    pub stop_signal: Option<i32>,
+}
+
+/// The user process.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ProcessSpec {
+    /// argv: entrypoint + command already merged (shell form already turned into
+    /// `["/bin/sh", "-c", ..]`, see [`shell_form`]).
+    pub args: Vec<String>,
+    /// `KEY=value` entries.
+    pub env: Vec<String>,
+    /// Working directory inside the container (default `/`).
+    pub cwd: Option<String>,
+    /// `user:` as name or uid, optionally `:group` (name or gid); resolved through the
+    /// container's `/etc/passwd` and `/etc/group`.
+    pub user: Option<String>,
+    /// `group_add`: names or gids.
+    pub group_add: Vec<String>,
+    /// The caller passes a pty slave as stdio; the process gets it as controlling terminal.
+    pub tty: bool,
+    /// Keep stdin open (otherwise stdin is /dev/null).
+    pub stdin: bool,
+}
+
+/// The compose shell form: a string command runs through `/bin/sh -c`.
+pub fn shell_form(command: &str) -> Vec<String> {
+    vec!["/bin/sh".into(), "-c".into(), command.into()]
+}
+
+/// One mount inside the container.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MountSpec {
+    /// A host path bound into the container. A missing host folder is created (as Docker does
+    /// for `-v /host:/ctr`) when `create_host_path` is set.
+    Bind {
+        source: PathBuf,
+        target: String,
+        read_only: bool,
+        propagation: Option<Propagation>,
+        create_host_path: bool,
+    },
+    /// A named or anonymous volume: a folder under the state root. On first use (empty folder,
+    /// no `.rcompose-init` marker) it is filled from the image content at `target`, as Docker
+    /// does, unless `nocopy`.
+    Volume {
+        source: PathBuf,
+        target: String,
+        read_only: bool,
+        nocopy: bool,
+    },
+    Tmpfs {
+        target: String,
+        size: Option<u64>,
+        mode: Option<u32>,
+    },
+    /// A single host file bound on a file (`/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname`,
+    /// secrets and configs at `/run/secrets/<name>`).
+    File {
+        source: PathBuf,
+        target: String,
+        read_only: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Propagation {
+    Private,
+    Rprivate,
+    Shared,
+    Rshared,
+    Slave,
+    Rslave,
+}
+
+/// cgroup limits (compose service keys and `deploy.resources` merged by the caller).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Resources {
+    /// `mem_limit` in bytes.
+    pub memory: Option<i64>,
+    /// `memswap_limit` in bytes (memory + swap; -1 unlimited).
+    pub memory_swap: Option<i64>,
+    /// `mem_reservation` in bytes.
+    pub memory_reservation: Option<i64>,
+    /// `cpus` as a fraction of CPUs (sets quota over a 100ms period).
+    pub cpus: Option<f64>,
+    pub cpu_shares: Option<u64>,
+    pub cpu_quota: Option<i64>,
+    pub cpu_period: Option<u64>,
+    /// `cpuset`, e.g. `0-1` or `0,1`.
+    pub cpuset_cpus: Option<String>,
+    pub cpuset_mems: Option<String>,
+    pub pids_limit: Option<i64>,
+    /// blkio weight 10..=1000.
+    pub blkio_weight: Option<u16>,
+}
+
+/// Security settings; defaults are Docker's.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SecuritySpec {
+    /// `cap_add`, names with or without `CAP_`, or `ALL`.
+    pub cap_add: Vec<String>,
+    /// `cap_drop`, names with or without `CAP_`, or `ALL`.
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    /// `security_opt: seccomp=unconfined` turns the default profile off.
+    pub seccomp_unconfined: bool,
+    /// `security_opt: no-new-privileges`.
+    pub no_new_privileges: bool,
+    /// `ulimits`: name (`nofile`, `nproc`, ...) → (soft, hard).
+    pub ulimits: BTreeMap<String, (u64, u64)>,
+    /// Namespaced sysctls (`net.*`, `kernel.shm*`, `kernel.msg*`, `kernel.sem`, `fs.mqueue.*`).
+    pub sysctls: BTreeMap<String, String>,
+    /// `devices`: host path → container path with permissions (`rwm`).
+    pub devices: Vec<DeviceSpec>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeviceSpec {
+    pub host_path: PathBuf,
+    pub container_path: String,
+    pub permissions: String,
+}
+
+/// Which namespaces are new, shared with the host, or joined.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct NamespaceSpec {
+    pub net: NetMode,
+    pub pid: ShareMode,
+    pub ipc: ShareMode,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum NetMode {
+    /// A new network namespace with only loopback (`network_mode: none`).
+    #[default]
+    New,
+    /// Join a pinned namespace file (the network crate pins them under the run dir).
+    Join(PathBuf),
+    Host,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum ShareMode {
+    /// A private namespace (`ipc: private` / `shareable` — both are new namespaces here).
+    #[default]
+    New,
+    Host,
+    /// Join the namespace of a running process (`ipc: service:x`, `pid: service:x`).
+    JoinPid(i32),
+}
+
+/// A process to run inside a running container (`exec`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ExecSpec {
+    pub process: ProcessSpec,
+    /// Extra privileges for `exec --privileged`.
+    pub privileged: bool,
+}
