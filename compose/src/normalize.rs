@@ -616,9 +616,6 @@ fn canonical_service(name: &str, svc: &mut Node, paths: &PathCtx) -> Result<(), 
                         vm.insert("source".into(), s(paths.resolve(&src), &span));
                     }
                 }
-                if kind == "volume" && !vm.contains_key("volume") {
-                    vm.insert("volume".into(), Node::map(Map::new(), it.span.clone()));
-                }
                 if let Some(v) = vm.get_mut("volume").and_then(Node::as_map_mut) {
                     if let Some(l) = v.get("labels") {
                         let l = labels(l);

@@ -528,3 +528,32 @@ fn typing_errors_name_position_and_path() {
         "{e}"
     );
 }
+
+#[test]
+fn extends_may_name_its_own_file_and_cross_files_without_false_cycles() {
+    let (_d, opts) = project(&[
+        (
+            "compose.yaml",
+            "services:\n  base:\n    image: b\n  web:\n    extends: {file: compose.yaml, service: base}\n  api:\n    extends: {file: other.yaml, service: mid}\n",
+        ),
+        (
+            "other.yaml",
+            "services:\n  mid:\n    extends: {file: compose.yaml, service: base}\n    restart: always\n",
+        ),
+    ]);
+    let p = load(&opts).unwrap();
+    assert_eq!(p.services["web"].image.as_deref(), Some("b"));
+    assert_eq!(p.services["api"].image.as_deref(), Some("b"));
+    assert_eq!(p.services["api"].restart.as_deref(), Some("always"));
+    let e = err(&[
+        (
+            "compose.yaml",
+            "services:\n  a:\n    extends: {file: x.yaml, service: b}\n",
+        ),
+        (
+            "x.yaml",
+            "services:\n  b:\n    extends: {file: compose.yaml, service: a}\n",
+        ),
+    ]);
+    assert!(e.contains("extends cycle: a -> b -> a"), "{e}");
+}
