@@ -30,15 +30,8 @@ fn http_get(port: u16, path: &str) -> Option<String> {
 }
 
 fn with_demo_image(s: &Stack) {
-    let tar = std::env::temp_dir()
-        .join(format!("rcompose-e2e-bb-{}", std::process::id()))
-        .join("busybox.tar");
-    s.ok(&[
-        "image",
-        "import",
-        tar.to_str().unwrap(),
-        "rcompose-demo/busybox:latest",
-    ]);
+    let tar = s.tar.to_str().unwrap();
+    s.ok(&["image", "import", tar, "rcompose-demo/busybox:latest"]);
 }
 
 #[test]

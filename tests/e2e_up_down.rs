@@ -470,3 +470,51 @@ services:
     assert!(s.container("orphans-b-1").is_none());
     s.down_and_check();
 }
+
+#[test]
+fn ctrl_c_stops_an_attached_stack_gracefully() {
+    let s = Stack::new(
+        "ctrlc",
+        13,
+        &compose(
+            r#"
+services:
+  svc:
+    image: IMAGE
+    init: true
+    command: ["sh", "-c", "echo started; exec sleep 1000"]
+"#,
+        ),
+    );
+    let child = s
+        .cmd(&["up", "--no-color"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually(Duration::from_secs(10), "the container to run", || {
+        std::fs::read(s.state_file())
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|st| st["containers"]["ctrlc-svc-1"]["status"] == "running")
+    });
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Gracefully stopping... (press Ctrl+C again to force)"),
+        "{err}"
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("svc-1 | started"), "{text}");
+    assert!(text.contains("svc-1 exited with code"), "{text}");
+    let st = s.state();
+    assert_eq!(st["containers"]["ctrlc-svc-1"]["status"], "exited");
+    assert!(
+        st["supervisor"].is_null(),
+        "the attached supervisor is gone: {st}"
+    );
+    s.down_and_check();
+}

@@ -234,3 +234,75 @@ fn verbs_without_a_supervisor_work_from_the_state_or_say_why() {
     assert!(s.ps().iter().all(|c| c["State"] == "exited"));
     s.down_and_check();
 }
+
+#[test]
+fn run_starts_dependencies_passes_the_exit_code_and_down_removes_kept_one_offs() {
+    let s = Stack::new(
+        "runs",
+        37,
+        &r#"
+services:
+  db:
+    image: IMAGE
+    init: true
+    command: ["sleep", "1000"]
+  app:
+    image: IMAGE
+    command: ["echo", "default command"]
+    depends_on: [db]
+"#
+        .replace("IMAGE", IMAGE),
+    );
+    let out = s.rc(&[
+        "run",
+        "--rm",
+        "-e",
+        "X=42",
+        "app",
+        "sh",
+        "-c",
+        "echo $X; nslookup db >/dev/null && echo resolved; exit 4",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "42\nresolved\n");
+    assert_eq!(s.container("runs-db-1").unwrap()["State"], "running");
+    assert!(!s
+        .root
+        .join("projects/runs/oneoff")
+        .read_dir()
+        .is_ok_and(|mut d| d.next().is_some()));
+    // Without --rm the one-off is kept until `down`.
+    assert_eq!(s.ok(&["run", "-T", "app"]), "default command\n");
+    assert_eq!(
+        s.root
+            .join("projects/runs/oneoff")
+            .read_dir()
+            .unwrap()
+            .count(),
+        1
+    );
+    let cmd = format!(
+        "{} -p runs run app sh -c 'test -t 0 && echo TTY'",
+        env!("CARGO_BIN_EXE_rcompose")
+    );
+    let tty = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .current_dir(&s.dir)
+        .env("RCOMPOSE_ROOT", &s.root)
+        .env("RCOMPOSE_RUN", &s.run)
+        .env("RCOMPOSE_NETWORK_POOL", &s.pool)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&tty.stdout).contains("TTY\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&tty.stdout)
+    );
+    s.down_and_check();
+}

@@ -143,9 +143,7 @@ pub fn main() -> ExitCode {
             clap_complete::generate(args.shell, &mut cmd, "rcompose", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run(_) => Err(anyhow::anyhow!(
-            "run: not implemented yet (use `up` and `exec`)"
-        )),
+        Command::Run(a) => run::run(g, a),
         Command::Attach(_) => Err(anyhow::anyhow!(
             "attach: not implemented yet (use `logs -f`)"
         )),

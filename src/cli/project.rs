@@ -123,7 +123,7 @@ impl Ctx {
             if req.needs_supervisor() {
                 daemon::spawn(&self.paths, &self.supervisor_args())?;
             } else {
-                if !self.paths.state_file().exists() {
+                if !self.paths.state_file().exists() && !self.paths.oneoff_root().exists() {
                     return Ok(0);
                 }
                 return Ok(daemon::run_locally(&self.paths, req, sink)?);

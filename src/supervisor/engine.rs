@@ -38,6 +38,22 @@ pub struct Loaded {
     pub desired: DesiredProject,
 }
 
+/// What `rcompose run` changes in the service's container.
+#[derive(Default)]
+pub struct OneOff {
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub tty: bool,
+    pub stdin: bool,
+    /// `--service-ports`: publish the service's ports.
+    pub publish: bool,
+    /// The caller's stdio (a pty slave or its own descriptors) instead of log pipes.
+    pub stdio: Option<rt::Stdio>,
+}
+
 /// In-memory facts about a container of this process.
 #[derive(Default)]
 struct Live {
@@ -66,6 +82,8 @@ pub struct Engine {
     dns: Mutex<BTreeMap<String, network::DnsServer>>,
     /// The project was torn down and its state removed: never write it again.
     forgotten: AtomicBool,
+    /// Set for the engine of a one-off container (`rcompose run`).
+    oneoff: Mutex<Option<OneOff>>,
 }
 
 fn cerr(container: &str, reason: impl std::fmt::Display) -> BackendError {
@@ -125,6 +143,7 @@ impl Engine {
             bus: Mutex::new(Vec::new()),
             dns: Mutex::new(BTreeMap::new()),
             forgotten: AtomicBool::new(false),
+            oneoff: Mutex::new(None),
         }))
     }
 
@@ -138,6 +157,11 @@ impl Engine {
         }
         *self.loaded.write().unwrap_or_else(|e| e.into_inner()) =
             Some(Arc::new(Loaded { project, desired }));
+    }
+
+    /// Make this engine create one-off containers (`rcompose run`).
+    pub fn set_oneoff(&self, o: OneOff) {
+        *self.oneoff.lock().unwrap_or_else(|e| e.into_inner()) = Some(o);
     }
 
     pub fn loaded(&self) -> Option<Arc<Loaded>> {
@@ -276,6 +300,15 @@ impl Engine {
         spec: &rt::ContainerSpec,
         name: &str,
     ) -> Result<rt::Created, BackendError> {
+        let given = self
+            .oneoff
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            .and_then(|o| o.stdio.take());
+        if let Some(stdio) = given {
+            return self.runtime.create(spec, stdio).map_err(|e| cerr(name, e));
+        }
         let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| cerr(name, format!("pipe: {e}")))?;
         let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -460,7 +493,13 @@ impl Engine {
             ),
         )
         .map_err(|e| cerr(name, e))?;
-        if let (Some(ep), Some(svc_ports)) = (&first, &svc.ports) {
+        let publish = self
+            .oneoff
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_none_or(|o| o.publish);
+        if let (Some(ep), Some(svc_ports), true) = (&first, &svc.ports, publish) {
             let specs: Vec<network::PortSpec> = svc_ports.iter().filter_map(port_spec).collect();
             if !specs.is_empty() {
                 let published = self
@@ -1219,6 +1258,55 @@ impl ContainerBackend for Arc<Engine> {
         .map_err(|e| cerr(name, e))?;
         for a in &anon {
             let _ = std::fs::create_dir_all(a);
+        }
+        let mut spec = spec;
+        let oneoff = {
+            let guard = self.oneoff.lock().unwrap_or_else(|e| e.into_inner());
+            guard.as_ref().map(|o| {
+                (
+                    o.command.clone(),
+                    o.entrypoint.clone(),
+                    o.env.clone(),
+                    o.user.clone(),
+                    o.workdir.clone(),
+                    o.tty,
+                    o.stdin,
+                )
+            })
+        };
+        if let Some((command, entrypoint, env, user, workdir, tty, stdin)) = oneoff {
+            let cfg = &image.config;
+            let ep = entrypoint
+                .or_else(|| svc.entrypoint.clone())
+                .or_else(|| cfg.entrypoint.clone())
+                .unwrap_or_default();
+            if let Some(cmd) = command {
+                spec.process.args = ep.into_iter().chain(cmd).collect();
+            } else if let Some(e) = self
+                .oneoff
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .and_then(|o| o.entrypoint.clone())
+            {
+                spec.process.args = e;
+            }
+            for e in env {
+                let key = e.split('=').next().unwrap_or_default().to_string();
+                spec.process
+                    .env
+                    .retain(|x| x.split('=').next() != Some(key.as_str()));
+                spec.process.env.push(e);
+            }
+            spec.process.user = user.or(spec.process.user);
+            spec.process.cwd = workdir.or(spec.process.cwd);
+            spec.process.tty = tty;
+            spec.process.stdin = stdin;
+            self.update(|st| {
+                if let Some(c) = st.containers.get_mut(name) {
+                    c.oneoff = true;
+                }
+            });
         }
         let command = spec.process.args.clone();
         let created = self.runtime_create(&spec, name)?;

@@ -188,6 +188,9 @@ pub fn handle(engine: &Arc<Engine>, req: &Request, out: &dyn Reporter) -> Result
         }
         Request::Down { options, parallel } => {
             engine.shutting_down.store(true, Ordering::SeqCst);
+            if options.services.is_empty() {
+                down_oneoffs(engine, options, out);
+            }
             let desired = engine.loaded().map(|l| l.desired.clone());
             let plan =
                 reconcile::reconcile_down(&engine.observe(true).state, desired.as_ref(), options);
@@ -322,6 +325,25 @@ pub fn handle(engine: &Arc<Engine>, req: &Request, out: &dyn Reporter) -> Result
             run_plan(engine, &plan, 0, out).map(|_| 0)
         }
     }
+}
+
+/// Remove the one-off containers of `rcompose run` (each has its own state file).
+fn down_oneoffs(engine: &Arc<Engine>, options: &DownOptions, out: &dyn Reporter) {
+    let dir = engine.paths.oneoff_root();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Ok(one) = Engine::open(engine.paths.oneoff(&name), false) else {
+            continue;
+        };
+        let plan = reconcile::reconcile_down(&one.observe(true).state, None, options);
+        let _ = run_plan(&one, &plan, 0, out);
+        let _ = one.forget_if_empty();
+    }
+    let _ = std::fs::remove_dir(&dir);
+    let _ = std::fs::remove_dir_all(engine.paths.run_dir.join("oneoff"));
 }
 
 /// `up`: observe, reconcile, execute.

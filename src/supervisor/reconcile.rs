@@ -846,6 +846,36 @@ mod tests {
     }
 
     #[test]
+    fn a_completed_one_shot_stays_completed_but_a_stopped_one_starts_again() {
+        let p = demo();
+        let mut st = state_after_up(&p);
+        let m = st.containers.get_mut("demo-migrate-1").unwrap();
+        m.status = ContainerStatus::Exited;
+        m.exit_code = Some(0);
+        let obs = Observed {
+            state: st.clone(),
+            ..observed_all_present()
+        };
+        assert_eq!(
+            reconcile_up(&p, &obs, &UpOptions::default()).text(),
+            "nothing to do\n"
+        );
+        st.containers
+            .get_mut("demo-migrate-1")
+            .unwrap()
+            .stopped_by_user = true;
+        let obs = Observed {
+            state: st,
+            ..observed_all_present()
+        };
+        assert_eq!(
+            reconcile_up(&p, &obs, &UpOptions::default()).text(),
+            "1. wait for service db healthy: migrate depends on db (service_healthy)\n\
+             2. start container demo-migrate-1 (after 1): container is exited\n"
+        );
+    }
+
+    #[test]
     fn scaling_down_removes_the_highest_numbers() {
         let p = demo();
         let obs = Observed {

@@ -90,6 +90,20 @@ impl ProjectPaths {
     pub fn netns_dir(&self) -> PathBuf {
         self.run_dir.join("netns")
     }
+    /// Folder of the one-off containers of `rcompose run` (each with its own state file, so a
+    /// one-off never races the supervisor's writes).
+    pub fn oneoff_root(&self) -> PathBuf {
+        self.state_dir.join("oneoff")
+    }
+    /// The paths of one one-off container's own state.
+    pub fn oneoff(&self, container: &str) -> ProjectPaths {
+        ProjectPaths {
+            project: self.project.clone(),
+            root: self.root.clone(),
+            state_dir: self.oneoff_root().join(container),
+            run_dir: self.run_dir.join("oneoff").join(container),
+        }
+    }
 }
 
 /// Lifecycle of a container as the state file records it.

@@ -7,7 +7,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub const IMAGE: &str = "e2e/busybox:latest";
@@ -20,6 +19,8 @@ pub struct Stack {
     pub dir: PathBuf,
     pub project: String,
     pub pool: String,
+    /// The busybox rootfs tarball (for tests that import it under other names).
+    pub tar: PathBuf,
     down_on_drop: bool,
 }
 
@@ -35,14 +36,13 @@ pub fn eventually(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
     panic!("timed out after {timeout:?} waiting for {what}");
 }
 
-fn busybox_tar() -> &'static Path {
-    static TAR: OnceLock<PathBuf> = OnceLock::new();
-    TAR.get_or_init(|| {
+/// A rootfs tarball of the host's static busybox (applet links, passwd, group) in `dir`.
+fn busybox_tar(dir: &Path) -> PathBuf {
+    {
         assert!(
             Path::new("/usr/bin/busybox").exists(),
             "the end-to-end tests need Debian's busybox-static (/usr/bin/busybox)"
         );
-        let dir = std::env::temp_dir().join(format!("rcompose-e2e-bb-{}", std::process::id()));
         let rootfs = dir.join("rootfs");
         for d in ["bin", "etc", "tmp", "data"] {
             std::fs::create_dir_all(rootfs.join(d)).unwrap();
@@ -74,7 +74,7 @@ fn busybox_tar() -> &'static Path {
             .unwrap();
         assert!(st.success(), "tar of the busybox rootfs failed");
         tar
-    })
+    }
 }
 
 impl Stack {
@@ -90,7 +90,9 @@ impl Stack {
         let dir = tmp.path().join(test);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("compose.yaml"), compose).unwrap();
+        let tar = busybox_tar(tmp.path());
         let s = Stack {
+            tar,
             project: test.replace('_', "-"),
             root,
             run,
@@ -99,7 +101,7 @@ impl Stack {
             tmp,
             down_on_drop: true,
         };
-        let out = s.rc(&["image", "import", busybox_tar().to_str().unwrap(), IMAGE]);
+        let out = s.rc(&["image", "import", s.tar.to_str().unwrap(), IMAGE]);
         assert!(
             out.status.success(),
             "image import: {}",
