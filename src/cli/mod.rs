@@ -14,11 +14,13 @@ pub mod image;
 pub mod inspect;
 pub mod lifecycle;
 pub mod logs;
+pub mod network;
 pub mod ps;
 pub mod render;
 pub mod run;
 pub mod up;
 pub mod version;
+pub mod volume;
 
 /// Run Compose stacks with no Docker daemon: rcompose reads compose.yaml, pulls OCI images,
 /// creates bridge networks with service-name DNS and starts every service in its own
@@ -91,6 +93,10 @@ pub enum Command {
     Version(version::VersionArgs),
     /// Manage images: ls, inspect, pull, rm, prune, import, load, save
     Image(image::ImageArgs),
+    /// Manage networks: ls, inspect, rm, prune
+    Network(network::NetworkArgs),
+    /// Manage volumes: ls, inspect, rm, prune
+    Volume(volume::VolumeArgs),
 }
 
 /// Parse the command line, run the verb, map the outcome to an exit code.
@@ -102,6 +108,8 @@ pub fn main() -> ExitCode {
         Command::Config(args) => config::run(g, args),
         Command::Version(args) => version::run(g, args),
         Command::Image(args) => image::run(g, args),
+        Command::Network(args) => network::run(g, args),
+        Command::Volume(args) => volume::run(g, args),
         Command::Completion(args) => {
             let mut cmd = Cli::command();
             clap_complete::generate(args.shell, &mut cmd, "rcompose", &mut std::io::stdout());
