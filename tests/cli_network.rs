@@ -98,6 +98,9 @@ impl Root {
 
 impl Drop for Root {
     fn drop(&mut self) {
+        for e in network::Netns::remove_all_under(&self.dir.path().join("run")) {
+            eprintln!("cleanup of {}: {e}", self.dir.path().display());
+        }
         if let Err(e) = self.nets.remove_all() {
             eprintln!("cleanup of {}: {e}", self.dir.path().display());
         }
@@ -217,6 +220,14 @@ fn a_network_made_by_the_crate_is_listed_inspected_and_removed_by_the_cli() {
     assert!(err.contains("network nope not found"), "{err}");
 
     assert_eq!(
+        ok(rcompose(
+            root.path(),
+            &["--dry-run", "network", "rm", "clinet_default"]
+        )),
+        "would remove network clinet_default\n"
+    );
+    assert!(link_exists(&info.bridge));
+    assert_eq!(
         ok(rcompose(root.path(), &["network", "rm", "clinet_default"])),
         "clinet_default\n"
     );
@@ -274,6 +285,56 @@ fn prune_removes_only_the_unused_networks_its_filter_selects() {
         "Deleted Networks:\nprunekeep_default\n"
     );
     assert!(!link_exists(&keep.bridge));
+    root.check_no_leaks();
+}
+
+#[test]
+fn a_network_with_a_container_connected_is_shown_in_use_and_not_removed() {
+    let root = Root::new();
+    let info = root.network("cliuse_default", "10.213.227.0/24", &[]);
+    let pin = network::Netns::pin_for(&root.path().join("run"), "cliuse-web-1");
+    network::Netns::create(&pin).unwrap();
+    let ep = root
+        .nets
+        .connect(
+            "cliuse_default",
+            &pin,
+            &network::EndpointSpec {
+                container: "cliuse-web-1".into(),
+                ifname: "eth0".into(),
+                names: vec!["web".into()],
+                default_route: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+
+    let v: serde_json::Value = serde_json::from_str(&ok(rcompose(
+        root.path(),
+        &["network", "inspect", "cliuse_default"],
+    )))
+    .unwrap();
+    let c = &v[0]["Containers"]["cliuse-web-1"];
+    assert_eq!(c["IPv4Address"], format!("{}/24", ep.ip));
+    assert_eq!(c["MacAddress"], ep.mac.as_str());
+    assert!(ok(rcompose(
+        root.path(),
+        &["network", "ls", "-q", "-f", "dangling=true"]
+    ))
+    .is_empty());
+
+    let err = fails(rcompose(root.path(), &["network", "rm", "cliuse_default"]));
+    assert!(
+        err.contains("network cliuse_default is still used by containers: cliuse-web-1"),
+        "{err}"
+    );
+    assert_eq!(ok(rcompose(root.path(), &["network", "prune", "-f"])), "");
+    assert!(link_exists(&info.bridge) && link_exists(&ep.host_veth));
+
+    root.nets.disconnect_all("cliuse-web-1").unwrap();
+    network::Netns::remove(&pin).unwrap();
+    ok(rcompose(root.path(), &["network", "rm", "cliuse_default"]));
+    assert!(!link_exists(&info.bridge) && !link_exists(&ep.host_veth));
     root.check_no_leaks();
 }
 
@@ -361,6 +422,8 @@ fn volumes_are_listed_inspected_and_removed_unless_in_use() {
     );
     assert!(busy.join("sub/file").exists());
 
+    ok(rcompose(root, &["--dry-run", "volume", "rm", "volp_data"]));
+    assert!(data.join("sub/file").exists());
     assert_eq!(
         ok(rcompose(root, &["volume", "rm", "volp_data"])),
         "volp_data\n"

@@ -85,9 +85,17 @@ pub fn run(global: &GlobalArgs, args: NetworkArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         NetworkCommand::Ls(a) => ls(&nets, a),
         NetworkCommand::Inspect(a) => inspect(&nets, a),
-        NetworkCommand::Rm(a) => rm(&nets, a),
+        NetworkCommand::Rm(a) => rm(&nets, a, global.dry_run),
         NetworkCommand::Prune(a) => {
             let filters = Filters::parse(&a.filter)?;
+            if global.dry_run {
+                for n in list(&nets)? {
+                    if n.endpoints.is_empty() && filters.matches(&n) {
+                        println!("would remove network {}", n.name);
+                    }
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let removed = nets.prune(|n| filters.matches(n))?;
             if !removed.is_empty() {
                 println!("Deleted Networks:");
@@ -282,7 +290,8 @@ fn inspect(nets: &Networks, a: InspectArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn rm(nets: &Networks, a: RmArgs) -> anyhow::Result<ExitCode> {
+/// Removes each network (`--dry-run`: only says which it would remove).
+fn rm(nets: &Networks, a: RmArgs, dry_run: bool) -> anyhow::Result<ExitCode> {
     let all = list(nets)?;
     let mut failed = false;
     for wanted in &a.networks {
@@ -300,6 +309,10 @@ fn rm(nets: &Networks, a: RmArgs) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
+        if dry_run {
+            println!("would remove network {}", n.name);
+            continue;
+        }
         match nets.remove_network(&n.name) {
             Ok(()) => println!("{wanted}"),
             Err(e) => {

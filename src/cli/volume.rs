@@ -252,6 +252,10 @@ pub fn run(global: &GlobalArgs, args: VolumeArgs) -> anyhow::Result<ExitCode> {
                 let result = match all.iter().find(|v| &v.name == name) {
                     None if a.force => continue,
                     None => Err(anyhow::anyhow!("volume {name} not found")),
+                    Some(v) if global.dry_run && v.used_by.is_empty() => {
+                        println!("would remove volume {}", v.name);
+                        continue;
+                    }
                     Some(v) => remove(global, v),
                 };
                 match result {
@@ -270,6 +274,10 @@ pub fn run(global: &GlobalArgs, args: VolumeArgs) -> anyhow::Result<ExitCode> {
             let mut deleted = Vec::new();
             for v in scan(global)? {
                 if !v.used_by.is_empty() || !(a.all || v.anonymous) || !filters.matches(&v) {
+                    continue;
+                }
+                if global.dry_run {
+                    println!("would remove volume {}", v.name);
                     continue;
                 }
                 match remove(global, &v) {
