@@ -148,6 +148,7 @@ measure() {
         t0=$(now_ms)
         if ! (cd "$TMP/stack" && "${up[@]}") >"$TMP/$name.up.log" 2>&1; then
             log "$name: up -d failed (run $i):"; tail -5 "$TMP/$name.up.log" | sed 's/^/    /' >&2
+            FAIL_MSG="up -d failed: $(tail -1 "$TMP/$name.up.log")"
             (cd "$TMP/stack" && "${down[@]}") >/dev/null 2>&1 || true
             return 1
         fi
@@ -155,6 +156,7 @@ measure() {
         if [ "$name" = rcompose ] && [ "$i" = 1 ]; then rcompose_rss; fi
         if ! (cd "$TMP/stack" && "${down[@]}") >"$TMP/$name.down.log" 2>&1; then
             log "$name: down failed (run $i):"; tail -5 "$TMP/$name.down.log" | sed 's/^/    /' >&2
+            FAIL_MSG="down failed: $(tail -1 "$TMP/$name.down.log")"
             return 1
         fi
         t2=$(now_ms)
@@ -169,6 +171,7 @@ measure() {
         "$(IFS=,; echo "${ups[*]}")" "$(IFS=,; echo "${downs[*]}")" >>"$RESULTS"
 }
 
+FAIL_MSG=
 RSS_KIB=
 rcompose_rss() {
     local pidfile="$TMP/rc-run/$PROJECT/supervisor.pid" pid
@@ -235,15 +238,20 @@ EOF
 }
 
 # --- rcompose ----------------------------------------------------------------------------
+RC_STATUS="not measured: set RCOMPOSE=/path/to/rcompose"
 bench_rcompose() {
     if [ -z "$RCOMPOSE" ]; then log "rcompose: skipped: set RCOMPOSE=/path/to/rcompose"; return; fi
-    [ -x "$RCOMPOSE" ] || { log "rcompose: skipped: $RCOMPOSE is not executable"; RCOMPOSE=; return; }
+    if [ ! -x "$RCOMPOSE" ]; then
+        RC_STATUS="not measured: $RCOMPOSE is not executable"; log "rcompose: $RC_STATUS"; RCOMPOSE=; return
+    fi
     if ! "$RCOMPOSE" --root "$TMP/rc-root" image import "$TMP/rootfs.tar" "$IMAGE" >"$TMP/rc-import.log" 2>&1; then
-        log "rcompose: does not work yet: image import failed: $(tail -1 "$TMP/rc-import.log")"
+        RC_STATUS="DOES NOT WORK YET: image import failed: $(tail -1 "$TMP/rc-import.log")"
+        log "rcompose: $RC_STATUS"
         return
     fi
     if ! measure rcompose rc up -d -- rc down; then
-        log "rcompose: DOES NOT WORK YET (up -d / down failed, see above): no rcompose figures, no ratios"
+        RC_STATUS="DOES NOT WORK YET: $FAIL_MSG"
+        log "rcompose: $RC_STATUS (no rcompose figures, no ratios)"
     fi
 }
 
@@ -276,5 +284,5 @@ if [ -n "$rc_cycle" ] && [ "$rc_cycle" -gt 0 ]; then
         awk -v k="$RSS_KIB" 'BEGIN {printf "rcompose detached supervisor RSS: %.1f MiB (target <= 15 MiB)\n", k / 1024}'
     fi
 else
-    echo "rcompose: no figures (not given, or its up -d / down does not work yet): no ratios"
+    echo "rcompose: $RC_STATUS: no rcompose figures, no ratios"
 fi

@@ -16,6 +16,7 @@ pub mod inspect;
 pub mod lifecycle;
 pub mod logs;
 pub mod project;
+pub mod network;
 pub mod ps;
 pub mod render;
 pub mod run;
@@ -23,6 +24,7 @@ pub mod tty;
 pub mod up;
 pub mod up_run;
 pub mod version;
+pub mod volume;
 
 /// Run Compose stacks with no Docker daemon: rcompose reads compose.yaml, pulls OCI images,
 /// creates bridge networks with service-name DNS and starts every service in its own
@@ -105,6 +107,10 @@ pub enum Command {
 pub struct SuperviseArgs {
     /// The project name
     pub project: String,
+    /// Manage networks: ls, inspect, rm, prune
+    Network(network::NetworkArgs),
+    /// Manage volumes: ls, inspect, rm, prune
+    Volume(volume::VolumeArgs),
 }
 
 /// Parse the command line, run the verb, map the outcome to an exit code.
@@ -138,6 +144,8 @@ pub fn main() -> ExitCode {
         Command::Events(a) => inspect::events(g, a),
         Command::Pull(a) => inspect::pull(g, a),
         Command::Supervise(a) => supervise(g, a),
+        Command::Network(args) => network::run(g, args),
+        Command::Volume(args) => volume::run(g, args),
         Command::Completion(args) => {
             let mut cmd = Cli::command();
             clap_complete::generate(args.shell, &mut cmd, "rcompose", &mut std::io::stdout());
