@@ -15,8 +15,8 @@ pub mod image;
 pub mod inspect;
 pub mod lifecycle;
 pub mod logs;
-pub mod project;
 pub mod network;
+pub mod project;
 pub mod ps;
 pub mod render;
 pub mod run;
@@ -95,6 +95,10 @@ pub enum Command {
     Completion(inspect::CompletionArgs),
     /// Manage images: ls, inspect, pull, rm, prune, import, load, save
     Image(image::ImageArgs),
+    /// Manage networks: ls, inspect, rm, prune
+    Network(network::NetworkArgs),
+    /// Manage volumes: ls, inspect, rm, prune
+    Volume(volume::VolumeArgs),
     /// Show the rcompose version information
     Version(version::VersionArgs),
     /// Run the supervisor of a project (started by `up -d`; not for direct use)
@@ -107,10 +111,6 @@ pub enum Command {
 pub struct SuperviseArgs {
     /// The project name
     pub project: String,
-    /// Manage networks: ls, inspect, rm, prune
-    Network(network::NetworkArgs),
-    /// Manage volumes: ls, inspect, rm, prune
-    Volume(volume::VolumeArgs),
 }
 
 /// Parse the command line, run the verb, map the outcome to an exit code.
