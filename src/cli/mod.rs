@@ -15,6 +15,7 @@ pub mod image;
 pub mod inspect;
 pub mod lifecycle;
 pub mod logs;
+pub mod network;
 pub mod project;
 pub mod ps;
 pub mod render;
@@ -23,6 +24,7 @@ pub mod tty;
 pub mod up;
 pub mod up_run;
 pub mod version;
+pub mod volume;
 
 /// Run Compose stacks with no Docker daemon: rcompose reads compose.yaml, pulls OCI images,
 /// creates bridge networks with service-name DNS and starts every service in its own
@@ -93,6 +95,10 @@ pub enum Command {
     Completion(inspect::CompletionArgs),
     /// Manage images: ls, inspect, pull, rm, prune, import, load, save
     Image(image::ImageArgs),
+    /// Manage networks: ls, inspect, rm, prune
+    Network(network::NetworkArgs),
+    /// Manage volumes: ls, inspect, rm, prune
+    Volume(volume::VolumeArgs),
     /// Show the rcompose version information
     Version(version::VersionArgs),
     /// Run the supervisor of a project (started by `up -d`; not for direct use)
@@ -138,6 +144,8 @@ pub fn main() -> ExitCode {
         Command::Events(a) => inspect::events(g, a),
         Command::Pull(a) => inspect::pull(g, a),
         Command::Supervise(a) => supervise(g, a),
+        Command::Network(args) => network::run(g, args),
+        Command::Volume(args) => volume::run(g, args),
         Command::Completion(args) => {
             let mut cmd = Cli::command();
             clap_complete::generate(args.shell, &mut cmd, "rcompose", &mut std::io::stdout());
