@@ -518,3 +518,36 @@ services:
     );
     s.down_and_check();
 }
+
+#[test]
+fn exit_code_from_stops_the_stack_and_returns_that_code() {
+    let s = Stack::new(
+        "exitcode",
+        14,
+        &compose(
+            r#"
+services:
+  server:
+    image: IMAGE
+    init: true
+    command: ["sleep", "1000"]
+  test:
+    image: IMAGE
+    command: ["sh", "-c", "echo testing; exit 5"]
+    depends_on: [server]
+"#,
+        ),
+    );
+    let out = s.rc(&["up", "--no-color", "--exit-code-from", "test"]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("test-1 exited with code 5"), "{text}");
+    assert!(text.contains("Aborting on container exit..."), "{text}");
+    assert_eq!(s.container("exitcode-server-1").unwrap()["State"], "exited");
+    s.down_and_check();
+}
