@@ -11,7 +11,7 @@ if [ -z "$rc" ]; then
   rc="${CARGO_TARGET_DIR:-$repo/target}/release/rcompose"
 fi
 work="$(mktemp -d /tmp/rc-bench-XXXXXX)"
-export RCOMPOSE_ROOT="$work/root" RCOMPOSE_RUN="$work/run" RCOMPOSE_NETWORK_POOL=10.213.250.0/24
+export RCOMPOSE_ROOT="$work/root" RCOMPOSE_RUN="$work/run" RCOMPOSE_NETWORK_POOL=10.213.240.0/24
 export COMPOSE_PROGRESS=quiet
 cleanup() { (cd "$work/stack" && "$rc" down -t 0 >/dev/null 2>&1) || true; rm -rf "$work"; }
 trap cleanup EXIT

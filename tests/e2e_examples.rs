@@ -114,7 +114,7 @@ fn the_chat_example_finds_the_hub_by_name() {
     let file = example("chat");
     let out = s
         .cmd(&["-f", &file, "up", "-d", "--wait", "--wait-timeout", "60"])
-        .env("RCOMPOSE_NETWORK_POOL", "10.213.42.0/24,10.213.43.0/24")
+        .env("RCOMPOSE_NETWORK_POOL", "10.213.142.0/24,10.213.143.0/24")
         .output()
         .unwrap();
     assert!(

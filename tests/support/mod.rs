@@ -78,9 +78,10 @@ fn busybox_tar(dir: &Path) -> PathBuf {
 }
 
 impl Stack {
-    /// A stack named after the test, with `compose` as its compose.yaml and `pool` (a /24
-    /// inside 10.213.0.0/16 that no other test uses) as its subnet pool.
+    /// A stack named after the test, with `compose` as its compose.yaml and `pool` (1-99, no
+    /// two tests alike: the /24 10.213.(100 + pool).0) as its subnet pool.
     pub fn new(test: &str, pool: u8, compose: &str) -> Stack {
+        assert!((1..100).contains(&pool), "pool numbers are 1-99");
         let tmp = tempfile::Builder::new()
             .prefix("rc-e2e-")
             .tempdir_in("/tmp")
@@ -97,7 +98,8 @@ impl Stack {
             root,
             run,
             dir,
-            pool: format!("10.213.{pool}.0/24"),
+            // 10.213.101-199: the network crate's own tests use 10.213.0-99 and 200+.
+            pool: format!("10.213.{}.0/24", 100 + u16::from(pool)),
             tmp,
             down_on_drop: true,
         };
