@@ -311,3 +311,20 @@ services:
     );
     s.down_and_check();
 }
+
+#[test]
+fn cp_copies_both_ways() {
+    let s = stack("copies", 38);
+    let host_dir = s.tmp.path().join("out");
+    s.ok(&["cp", "app:/etc/passwd", host_dir.to_str().unwrap()]);
+    let passwd = std::fs::read_to_string(host_dir.join("passwd")).unwrap();
+    assert!(passwd.starts_with("root:x:0:0:"), "{passwd}");
+    let src = s.tmp.path().join("note.txt");
+    std::fs::write(&src, "from the host\n").unwrap();
+    s.ok(&["cp", src.to_str().unwrap(), "app:/tmp"]);
+    assert_eq!(
+        s.ok(&["exec", "-T", "app", "cat", "/tmp/note.txt"]),
+        "from the host\n"
+    );
+    s.down_and_check();
+}

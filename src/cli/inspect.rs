@@ -493,3 +493,167 @@ pub fn pull(g: &GlobalArgs, a: PullArgs) -> Result<ExitCode> {
         ExitCode::SUCCESS
     })
 }
+
+/// `rcompose attach`: the container's output as it comes (**Δ** no standard input: the
+/// container's stdio are log pipes owned by its supervisor), until it exits.
+pub fn attach(g: &GlobalArgs, a: AttachArgs) -> Result<ExitCode> {
+    let ctx = Ctx::without_project(g)?;
+    let st = running_state(&ctx)?;
+    let Some(c) = st
+        .containers
+        .values()
+        .find(|c| c.service == a.service && c.number == a.index && !c.oneoff)
+        .cloned()
+    else {
+        bail!("service {:?} has no container {}", a.service, a.index);
+    };
+    if c.status != ContainerStatus::Running {
+        bail!("container {} is not running", c.name);
+    }
+    let name = c.name.clone();
+    let mut printer = super::attach::Printer::new(false, false, false);
+    super::attach::follow(
+        &ctx.paths,
+        &mut printer,
+        &move |r| r.name == name,
+        false,
+        &mut |st| {
+            st.containers.get(&c.name).is_none_or(|r| {
+                r.status == ContainerStatus::Exited
+                    || !r.pid.is_some_and(|p| pid_alive(p, r.pid_start))
+            })
+        },
+        &mut |_, _| {},
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rcompose cp`: copy between a container and the host by running `tar` in the container
+/// (**Δ** the image needs a `tar`; Docker reads the container's filesystem directly).
+pub fn cp(g: &GlobalArgs, a: CpArgs) -> Result<ExitCode> {
+    use std::os::fd::OwnedFd;
+    let ctx = Ctx::without_project(g)?;
+    let split = |s: &str| -> Option<(String, String)> {
+        let (svc, path) = s.split_once(':')?;
+        (!svc.contains('/')).then(|| (svc.to_string(), path.to_string()))
+    };
+    let (from_container, svc, cpath, host) = match (split(&a.source), split(&a.destination)) {
+        (Some((s, p)), None) => (true, s, p, a.destination.clone()),
+        (None, Some((s, p))) => (false, s, p, a.source.clone()),
+        _ => bail!("cp: exactly one of source and destination must be SERVICE:PATH"),
+    };
+    let st = running_state(&ctx)?;
+    let Some(c) = st
+        .containers
+        .values()
+        .find(|c| c.service == svc && c.number == a.index && !c.oneoff)
+    else {
+        bail!("service {svc:?} has no container {}", a.index);
+    };
+    if c.status != ContainerStatus::Running {
+        bail!("container {} is not running", c.name);
+    }
+    let created = handle(&ctx, &c.name)?;
+    let runtime = rt::Runtime::new(&g.root)?;
+    rt::become_subreaper()?;
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let stderr = OwnedFd::from(std::io::stderr().as_fd_owned()?);
+    let cpath = std::path::Path::new(&cpath);
+    let (dir, base) = (
+        cpath
+            .parent()
+            .map(|p| p.display().to_string())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "/".into()),
+        cpath
+            .file_name()
+            .map(|b| b.to_string_lossy().to_string())
+            .unwrap_or_else(|| ".".into()),
+    );
+    let mut host_tar = std::process::Command::new("tar");
+    let (args, stdio, host_stdio) = if from_container {
+        std::fs::create_dir_all(&host)?;
+        host_tar.args(["-xf", "-", "-C", &host]);
+        (
+            vec![
+                "tar".to_string(),
+                "-C".into(),
+                dir,
+                "-cf".into(),
+                "-".into(),
+                base,
+            ],
+            rt::Stdio {
+                stdin: None,
+                stdout: w,
+                stderr,
+            },
+            std::process::Stdio::from(r),
+        )
+    } else {
+        let hp = std::path::Path::new(&host);
+        let hdir = hp
+            .parent()
+            .map(|p| p.display().to_string())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| ".".into());
+        let hbase = hp
+            .file_name()
+            .map(|b| b.to_string_lossy().to_string())
+            .unwrap_or_else(|| ".".into());
+        host_tar.args(["-C", &hdir, "-cf", "-", &hbase]);
+        let target = cpath.display().to_string();
+        (
+            vec![
+                "tar".to_string(),
+                "-C".into(),
+                target,
+                "-xf".into(),
+                "-".into(),
+            ],
+            rt::Stdio {
+                stdin: Some(r),
+                stdout: OwnedFd::from(std::io::stdout().as_fd_owned()?),
+                stderr,
+            },
+            std::process::Stdio::from(w),
+        )
+    };
+    let spec = rt::ExecSpec {
+        process: rt::ProcessSpec {
+            args,
+            env: created.spec.process.env.clone(),
+            stdin: !from_container,
+            ..Default::default()
+        },
+        privileged: false,
+    };
+    if from_container {
+        host_tar.stdin(host_stdio);
+    } else {
+        host_tar.stdout(host_stdio);
+    }
+    let mut host_child = host_tar.spawn().context("run tar on the host")?;
+    drop(host_tar);
+    let p = created.exec(&runtime, &spec, stdio)?;
+    let status = rt::wait(p.pid)?;
+    let host_status = host_child.wait()?;
+    if status.code() != 0 || !host_status.success() {
+        bail!(
+            "cp: tar in container {} exited with {}, tar on the host with {host_status}",
+            c.name,
+            status.code()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+trait AsFdOwned {
+    fn as_fd_owned(&self) -> std::io::Result<std::os::fd::OwnedFd>;
+}
+
+impl<T: std::os::fd::AsFd> AsFdOwned for T {
+    fn as_fd_owned(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        self.as_fd().try_clone_to_owned()
+    }
+}

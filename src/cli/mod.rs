@@ -152,10 +152,8 @@ pub fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(a) => run::run(g, a),
-        Command::Attach(_) => Err(anyhow::anyhow!(
-            "attach: not implemented yet (use `logs -f`)"
-        )),
-        Command::Cp(_) => Err(anyhow::anyhow!("cp: not implemented yet")),
+        Command::Attach(a) => inspect::attach(g, a),
+        Command::Cp(a) => inspect::cp(g, a),
     };
     match result {
         Ok(code) => code,

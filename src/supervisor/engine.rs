@@ -853,8 +853,9 @@ impl Engine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.to_string());
-        let rec = self.lock_state().containers.get(name).cloned();
-        let Some(rec) = rec else { return Ok(()) };
+        if !self.lock_state().containers.contains_key(name) {
+            return Ok(());
+        }
         if let Some(h) = self.handle(name) {
             if h.pid > 0 {
                 h.stop(timeout).map_err(|e| cerr(name, e))?;
@@ -893,7 +894,6 @@ impl Engine {
                 c.stopped_by_user |= by_user;
             }
         });
-        let _ = rec;
         Ok(())
     }
 
