@@ -531,7 +531,6 @@ pub fn attach(g: &GlobalArgs, a: AttachArgs) -> Result<ExitCode> {
 /// `rcompose cp`: copy between a container and the host by running `tar` in the container
 /// (**Δ** the image needs a `tar`; Docker reads the container's filesystem directly).
 pub fn cp(g: &GlobalArgs, a: CpArgs) -> Result<ExitCode> {
-    use std::os::fd::OwnedFd;
     let ctx = Ctx::without_project(g)?;
     let split = |s: &str| -> Option<(String, String)> {
         let (svc, path) = s.split_once(':')?;
@@ -557,7 +556,7 @@ pub fn cp(g: &GlobalArgs, a: CpArgs) -> Result<ExitCode> {
     let runtime = rt::Runtime::new(&g.root)?;
     rt::become_subreaper()?;
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    let stderr = OwnedFd::from(std::io::stderr().as_fd_owned()?);
+    let stderr = std::io::stderr().as_fd_owned()?;
     let cpath = std::path::Path::new(&cpath);
     let (dir, base) = (
         cpath
@@ -613,7 +612,7 @@ pub fn cp(g: &GlobalArgs, a: CpArgs) -> Result<ExitCode> {
             ],
             rt::Stdio {
                 stdin: Some(r),
-                stdout: OwnedFd::from(std::io::stdout().as_fd_owned()?),
+                stdout: std::io::stdout().as_fd_owned()?,
                 stderr,
             },
             std::process::Stdio::from(w),
