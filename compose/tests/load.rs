@@ -582,3 +582,12 @@ fn compose_file_with_custom_separator_and_project_directory() {
         .unwrap();
     assert_eq!(src, dir.path().join("proj/data").to_str().unwrap());
 }
+
+#[test]
+fn a_document_reset_to_nothing_is_an_empty_project_not_a_crash() {
+    let (_d, mut opts) = project(&[]);
+    opts.files = vec!["-".into()];
+    opts.stdin = Some("services: {a: {image: x}}\n--- !reset\n{}\n".into());
+    let p = load(&opts).unwrap();
+    assert!(p.services.is_empty());
+}
