@@ -240,3 +240,31 @@ fn exec_joins_namespaces_cgroup_and_user() {
     assert_eq!(st, ExitStatus::Signal(libc::SIGKILL));
     c.remove().unwrap();
 }
+
+#[test]
+fn stop_uses_the_stop_signal() {
+    let h = Harness::new();
+    let mut spec = h.spec(
+        "stopsig",
+        &[
+            "sh",
+            "-c",
+            "trap 'echo got-usr1; exit 5' USR1; while true; do sleep 0.05; done",
+        ],
+    );
+    spec.stop_signal = Some(libc::SIGUSR1);
+    let (c, out, _err) = h.create(&spec);
+    c.start().unwrap();
+    assert!(eventually(Duration::from_secs(5), || c
+        .processes()
+        .unwrap()
+        .len()
+        >= 2));
+    c.stop(Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        runtime::container::wait(c.pid).unwrap(),
+        ExitStatus::Code(5)
+    );
+    c.remove().unwrap();
+    assert_eq!(out.join().unwrap(), "got-usr1\n");
+}
