@@ -123,10 +123,17 @@ fn pids_limit_stops_a_fork_bomb() {
             .max(c.stats().unwrap().pids as usize);
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(
-        (2..=6).contains(&max_seen),
-        "{max_seen} processes under a limit of 6"
-    );
+    assert!(max_seen <= 6, "{max_seen} processes under a limit of 6");
+    // The kernel counted refused forks (the shell may already be gone: ash exits when a fork
+    // fails).
+    assert!(eventually(Duration::from_secs(5), || {
+        let events = cg_file(&h, "pids", "pids", "pids.events");
+        events
+            .strip_prefix("max ")
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+            > 0
+    }));
     c.stop(Duration::from_millis(100)).unwrap();
     runtime::container::wait(c.pid).unwrap();
     c.remove().unwrap();
