@@ -224,3 +224,19 @@ fn an_oom_kill_is_reported_as_such() {
     let out = h.run(&h.spec("nooom", &["true"]));
     assert_eq!(out.status, ExitStatus::Code(0));
 }
+
+#[test]
+fn sys_fs_cgroup_shows_the_containers_own_cgroup_read_only() {
+    let h = Harness::new();
+    let mut spec = h.spec("cgfs", &["sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes; cat /sys/fs/cgroup/pids/pids.max; echo 1 > /sys/fs/cgroup/pids/pids.max 2>/dev/null && echo WRITABLE || echo ro; mkdir /sys/fs/cgroup/x 2>/dev/null && echo TMPFS-RW || echo tmpfs-ro"]);
+    spec.resources.memory = Some(48 << 20);
+    spec.resources.pids_limit = Some(33);
+    let out = h.run(&spec);
+    assert_eq!(out.status, ExitStatus::Code(0), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        format!("{}\n33\nro\ntmpfs-ro\n", 48u64 << 20),
+        "{}",
+        out.stderr
+    );
+}
