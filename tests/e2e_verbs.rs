@@ -200,9 +200,14 @@ fn stop_start_restart_kill_pause_and_rm() {
 #[test]
 fn top_ls_images_and_port_errors() {
     let s = stack("inspectv", 35);
-    let top = s.ok(&["top", "app"]);
-    assert!(top.starts_with("inspectv-app-1\nUID"), "{top}");
-    assert!(top.contains("sleep 1000"), "{top}");
+    let mut top = String::new();
+    eventually(Duration::from_secs(5), "top to list the sleep", || {
+        top = s.ok(&["top", "app"]);
+        top.contains("sleep 1000")
+    });
+    let header: Vec<&str> = top.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(header, ["UID", "PID", "PPID", "CMD"], "{top}");
+    assert!(top.starts_with("inspectv-app-1\n"), "{top}");
     let ls: serde_json::Value = serde_json::from_str(&s.ok(&["ls", "--format", "json"])).unwrap();
     assert_eq!(ls[0]["Name"], "inspectv");
     assert_eq!(ls[0]["Status"], "running(3)");
