@@ -129,7 +129,7 @@ fn list_or_dict_with(node: &Node, sep: char, empty_for_null: bool) -> Node {
         }
         Value::Map(m) => {
             let mut out = Map::new();
-            for (k, v) in m {
+            for (k, v) in m.iter() {
                 let v = match &v.value {
                     Value::Scalar { text, .. } => s(text.clone(), &v.span),
                     Value::Null => null(&v.span),
@@ -138,7 +138,7 @@ fn list_or_dict_with(node: &Node, sep: char, empty_for_null: bool) -> Node {
                 out.insert(k.clone(), v);
             }
             Node {
-                value: Value::Map(out),
+                value: Value::Map(Box::new(out)),
                 span: node.span.clone(),
                 tag: node.tag,
             }
@@ -170,7 +170,7 @@ fn extra_hosts(node: &Node) -> Node {
             }
         }
         Value::Map(mm) => {
-            for (k, v) in mm {
+            for (k, v) in mm.iter() {
                 match &v.value {
                     Value::Seq(items) => {
                         for it in items {
@@ -184,7 +184,7 @@ fn extra_hosts(node: &Node) -> Node {
         _ => return node.clone(),
     }
     Node {
-        value: Value::Map(m),
+        value: Value::Map(Box::new(m)),
         span: node.span.clone(),
         tag: node.tag,
     }
@@ -300,7 +300,7 @@ fn canonical_service(name: &str, svc: &mut Node, paths: &PathCtx) -> Result<(), 
                 bm.insert("context".into(), s(text.clone(), &b.span));
                 bm
             }
-            Value::Map(bm) => bm.clone(),
+            Value::Map(bm) => (**bm).clone(),
             _ => Map::new(),
         };
         if let Some(v) = bm.get("args") {
@@ -377,7 +377,7 @@ fn canonical_service(name: &str, svc: &mut Node, paths: &PathCtx) -> Result<(), 
         m.insert(
             "build".into(),
             Node {
-                value: Value::Map(bm),
+                value: Value::Map(Box::new(bm)),
                 span: b.span.clone(),
                 tag: b.tag,
             },
@@ -404,7 +404,7 @@ fn canonical_service(name: &str, svc: &mut Node, paths: &PathCtx) -> Result<(), 
                 }
             }
             Value::Map(dm) => {
-                for (k, v) in dm {
+                for (k, v) in dm.iter() {
                     let mut e = v.as_map().cloned().unwrap_or_default();
                     if !e.contains_key("condition") {
                         e.insert("condition".into(), s("service_started", &v.span));
@@ -420,7 +420,7 @@ fn canonical_service(name: &str, svc: &mut Node, paths: &PathCtx) -> Result<(), 
         m.insert(
             "depends_on".into(),
             Node {
-                value: Value::Map(out),
+                value: Value::Map(Box::new(out)),
                 span: d.span.clone(),
                 tag: d.tag,
             },
@@ -466,7 +466,7 @@ fn canonical_service(name: &str, svc: &mut Node, paths: &PathCtx) -> Result<(), 
         let mut out = Vec::new();
         for it in items {
             let mut e = match &it.value {
-                Value::Map(mm) => mm.clone(),
+                Value::Map(mm) => (**mm).clone(),
                 _ => {
                     let mut mm = Map::new();
                     mm.insert("path".into(), s(it.as_str().unwrap_or_default(), &it.span));
@@ -497,7 +497,7 @@ fn canonical_service(name: &str, svc: &mut Node, paths: &PathCtx) -> Result<(), 
                 em.insert("service".into(), s(text.clone(), &e.span));
                 em
             }
-            Value::Map(em) => em.clone(),
+            Value::Map(em) => (**em).clone(),
             _ => Map::new(),
         };
         if let Some(f) = em.get("file").and_then(text_of) {
@@ -518,7 +518,7 @@ fn canonical_service(name: &str, svc: &mut Node, paths: &PathCtx) -> Result<(), 
             m.insert(
                 "networks".into(),
                 Node {
-                    value: Value::Map(out),
+                    value: Value::Map(Box::new(out)),
                     span: n.span.clone(),
                     tag: n.tag,
                 },
@@ -562,7 +562,7 @@ fn canonical_service(name: &str, svc: &mut Node, paths: &PathCtx) -> Result<(), 
                                 pm.insert("published".into(), n);
                             }
                         }
-                        out.push(Node::map(pm, it.span.clone()));
+                        out.push(Node::map(*pm, it.span.clone()));
                     }
                     _ => {}
                 }
@@ -602,7 +602,7 @@ fn canonical_service(name: &str, svc: &mut Node, paths: &PathCtx) -> Result<(), 
                     Value::Scalar { text, .. } => {
                         parse_volume(text, &it.span).map_err(|msg| invalid(it, &path, msg))?
                     }
-                    Value::Map(vm) => vm.clone(),
+                    Value::Map(vm) => (**vm).clone(),
                     _ => continue,
                 };
                 if let Some(t) = vm.get("target").and_then(text_of) {
@@ -720,7 +720,7 @@ fn ulimits(node: &Node) -> Node {
         out.insert(k.clone(), e);
     }
     Node {
-        value: Value::Map(out),
+        value: Value::Map(Box::new(out)),
         span: node.span.clone(),
         tag: node.tag,
     }
@@ -968,6 +968,19 @@ pub fn read_env_files(
                 ))
             }
         };
+        if it.get("format").and_then(Node::as_str) == Some("raw") {
+            // `format: raw`: values taken verbatim, no quotes or interpolation.
+            for line in text.lines() {
+                let l = line.trim_start();
+                if l.is_empty() || l.starts_with('#') {
+                    continue;
+                }
+                if let Some((k, v)) = l.split_once('=') {
+                    out.insert(k.trim().to_string(), v.to_string());
+                }
+            }
+            continue;
+        }
         let vars =
             crate::dotenv::parse(&text, &path, &|k| out.get(k).cloned().or_else(|| lookup(k)))?;
         out.extend(vars);

@@ -492,3 +492,39 @@ fn depends_on_cycle_points_into_the_file() {
         "{e}"
     );
 }
+
+#[test]
+fn env_file_raw_format_keeps_values_verbatim() {
+    let (_d, opts) = project(&[
+        (
+            "compose.yaml",
+            "services:\n  w:\n    image: x\n    env_file:\n      - path: raw.env\n        format: raw\n",
+        ),
+        ("raw.env", "A=\"quoted ${X}\"\n"),
+    ]);
+    let p = load(&opts).unwrap();
+    assert_eq!(
+        p.services["w"].environment.as_ref().unwrap()["A"].as_deref(),
+        Some("\"quoted ${X}\"")
+    );
+}
+
+#[test]
+fn typing_errors_name_position_and_path() {
+    let e = err(&[(
+        "compose.yaml",
+        "services:\n  w:\n    image: x\n    mem_limit: lots\n",
+    )]);
+    assert!(
+        e.contains("compose.yaml:4:16: services.w.mem_limit: invalid size \"lots\""),
+        "{e}"
+    );
+    let e = err(&[(
+        "compose.yaml",
+        "services:\n  w:\n    image: x\n    healthcheck:\n      interval: 10 parsecs\n",
+    )]);
+    assert!(
+        e.contains("compose.yaml:5:17: services.w.healthcheck.interval: invalid duration"),
+        "{e}"
+    );
+}

@@ -13,3 +13,67 @@ fn busybox_echo_runs_in_a_container() {
     assert_eq!(out.status, ExitStatus::Code(0), "stderr: {}", out.stderr);
     assert_eq!(out.stdout, "hello from rcompose\n");
 }
+
+#[test]
+fn output_is_logged_as_json_lines() {
+    use runtime::container::logs::{read_logs, LogOptions, LogWriter, Stream};
+    use std::io::Read;
+    let h = Harness::new();
+    let spec = h.spec(
+        "logs",
+        &["sh", "-c", "echo out-1; echo err-1 >&2; echo out-2"],
+    );
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let c = h
+        .runtime
+        .create(
+            &spec,
+            runtime::container::Stdio {
+                stdin: None,
+                stdout: out_w,
+                stderr: err_w,
+            },
+        )
+        .unwrap();
+    c.start().unwrap();
+    assert_eq!(
+        runtime::container::wait(c.pid).unwrap(),
+        ExitStatus::Code(0)
+    );
+    let path = spec.state_dir.with_extension("log");
+    let mut w = LogWriter::open(
+        &path,
+        LogOptions {
+            max_size: Some(1 << 20),
+            max_file: 2,
+        },
+    )
+    .unwrap();
+    for (fd, stream) in [(out_r, Stream::Stdout), (err_r, Stream::Stderr)] {
+        let mut buf = Vec::new();
+        std::fs::File::from(fd).read_to_end(&mut buf).unwrap();
+        w.write(stream, &buf).unwrap();
+    }
+    w.flush_partial().unwrap();
+    c.remove().unwrap();
+    let entries = read_logs(&path).unwrap();
+    let got: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| (e.log.as_str(), e.stream.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("out-1\n", "stdout"),
+            ("out-2\n", "stdout"),
+            ("err-1\n", "stderr")
+        ]
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.time.ends_with('Z') && e.time.len() == 30),
+        "{entries:?}"
+    );
+}

@@ -152,7 +152,7 @@ fn setns(file: &std::fs::File, kind: CloneFlags, path: &Path) -> Result<(), Stri
     nix::sched::setns(file, kind).map_err(|e| format!("join namespace {}: {e}", path.display()))
 }
 
-fn device_rules(spec: &ContainerSpec) -> Result<DeviceRules, String> {
+pub(crate) fn device_rules(spec: &ContainerSpec) -> Result<DeviceRules, String> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let mut extra = Vec::new();
     for d in &spec.security.devices {
@@ -187,9 +187,8 @@ fn device_rules(spec: &ContainerSpec) -> Result<DeviceRules, String> {
 
 fn create(spec: &ContainerSpec, cgroup_root: &Path, cgroup_path: &Path) -> Result<i32, String> {
     let privs = privileges(spec, false)?;
+    // The caller created the cgroup and wrote its limits while this process started.
     let cg = cgroups::open(cgroup_root, cgroup_path);
-    cg.create(&spec.resources, &device_rules(spec)?)
-        .map_err(|e| e.to_string())?;
     // The helper joins first so the cgroup namespace created below is rooted at the container's
     // cgroup; the caller removes the cgroup if anything fails.
     cg.add_pid(std::process::id() as i32)

@@ -241,6 +241,7 @@ impl Runtime {
         name: &str,
         request: &helper::Request,
         stdio: Stdio,
+        prepare: impl FnOnce() -> std::result::Result<(), String>,
     ) -> std::result::Result<i32, String> {
         let (ours, theirs) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
         let exe = sealed_helper(&self.helper)
@@ -275,6 +276,12 @@ impl Runtime {
         drop(cmd);
         tracing::debug!(container = name, helper_pid = child.id(), "helper started");
         let mut sock = ours;
+        // Work the caller can do while the helper execs (it blocks reading the request).
+        if let Err(message) = prepare() {
+            drop(sock);
+            let _ = child.wait();
+            return Err(message);
+        }
         let body = serde_json::to_vec(request).map_err(|e| e.to_string())?;
         let sent = sock
             .write_all(&body)
@@ -330,7 +337,12 @@ impl Runtime {
             cgroup_root: created.cgroup_root.clone(),
             cgroup_path: created.cgroup_path.clone(),
         };
-        match self.call_helper(&spec.name, &request, stdio) {
+        let prepare = || {
+            let cg = cgroups::open(&created.cgroup_root, &created.cgroup_path);
+            cg.create(&spec.resources, &helper::device_rules(spec)?)
+                .map_err(|e| e.to_string())
+        };
+        match self.call_helper(&spec.name, &request, stdio, prepare) {
             Ok(pid) => {
                 created.pid = pid;
                 created.save()?;
@@ -401,31 +413,32 @@ impl Created {
             let what = format!("{what} {}", fifo.display());
             move |source| Error::Io { name, what, source }
         };
+        // O_RDWR on a fifo (Linux): the open never blocks and, as we are a writer too, a read
+        // waits for pid 1's byte instead of returning EOF while pid 1 has not opened it yet.
         let mut f = std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
             .open(&fifo)
             .map_err(io("open"))?;
-        let mut byte = [0u8; 1];
         loop {
-            match f.read(&mut byte) {
-                Ok(1) => break,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(io("read")(e)),
+            let mut fds = [nix::poll::PollFd::new(
+                std::os::fd::AsFd::as_fd(&f),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u8)) {
+                Ok(n) if n > 0 => break,
+                Ok(_) | Err(nix::Error::EINTR) => {}
+                Err(e) => return Err(io("poll")(e.into())),
             }
-            // pid 1 is alive but has not opened the fifo yet, or it died.
             if nix::sys::signal::kill(Pid::from_raw(self.pid), None).is_err() || self.is_zombie() {
                 return Err(Error::ExitedBeforeStart {
                     name: self.name.clone(),
                 });
             }
-            let mut fds = [nix::poll::PollFd::new(
-                std::os::fd::AsFd::as_fd(&f),
-                nix::poll::PollFlags::POLLIN,
-            )];
-            let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10u8));
         }
+        let mut byte = [0u8; 1];
+        f.read_exact(&mut byte).map_err(io("read"))?;
         let _ = std::fs::remove_file(&fifo);
         Ok(())
     }
@@ -544,7 +557,7 @@ impl Created {
             cgroup_path: self.cgroup_path.clone(),
         };
         runtime
-            .call_helper(&self.name, &request, stdio)
+            .call_helper(&self.name, &request, stdio, || Ok(()))
             .map(|pid| ExecProcess { pid })
             .map_err(|message| Error::Exec {
                 service: self.service.clone(),

@@ -366,7 +366,11 @@ fn setup_dev(spec: &ContainerSpec, root: &Path) -> Result<()> {
         // The pty slave given as stdin becomes /dev/console, as in Docker.
         let console = dev.join("console");
         touch(&console)?;
-        bind(Path::new("/proc/self/fd/0"), &console, MsFlags::empty())?;
+        // Bind by path: the magic link /proc/self/fd/0 points into the host's mount namespace,
+        // which bind refuses (EINVAL); its path resolves in our copy of the host mounts.
+        let pty = fs::read_link("/proc/self/fd/0")
+            .map_err(io("read link", Path::new("/proc/self/fd/0")))?;
+        bind(&pty, &console, MsFlags::empty())?;
     }
     Ok(())
 }
