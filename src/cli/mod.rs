@@ -122,6 +122,8 @@ pub fn main() -> ExitCode {
         Command::Version(args) => version::run(g, args),
         Command::Config(args) => config::run(g, args),
         Command::Image(args) => image::run(g, args),
+        Command::Network(args) => network::run(g, args),
+        Command::Volume(args) => volume::run(g, args),
         Command::Up(a) => up_run::up(g, a),
         Command::Down(a) => up_run::down(g, a),
         Command::Create(a) => up_run::create(g, a),
