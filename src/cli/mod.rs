@@ -146,8 +146,6 @@ pub fn main() -> ExitCode {
         Command::Events(a) => inspect::events(g, a),
         Command::Pull(a) => inspect::pull(g, a),
         Command::Supervise(a) => supervise(g, a),
-        Command::Network(args) => network::run(g, args),
-        Command::Volume(args) => volume::run(g, args),
         Command::Completion(args) => {
             let mut cmd = Cli::command();
             clap_complete::generate(args.shell, &mut cmd, "rcompose", &mut std::io::stdout());
