@@ -153,7 +153,19 @@ measure() {
             return 1
         fi
         t1=$(now_ms)
-        if [ "$name" = rcompose ] && [ "$i" = 1 ]; then rcompose_rss; fi
+        if [ "$i" = 1 ]; then
+            # Outside the timed window: are the 10 services really running?
+            local running
+            running=$("${COUNT[@]}" 2>/dev/null | grep -c . || true)
+            log "$name: $running containers running after up -d"
+            if [ "$running" != 10 ]; then
+                FAIL_MSG="up -d left $running of 10 containers running"
+                log "$name: $FAIL_MSG"
+                (cd "$TMP/stack" && "${down[@]}") >/dev/null 2>&1 || true
+                return 1
+            fi
+            if [ "$name" = rcompose ]; then rcompose_rss; fi
+        fi
         if ! (cd "$TMP/stack" && "${down[@]}") >"$TMP/$name.down.log" 2>&1; then
             log "$name: down failed (run $i):"; tail -5 "$TMP/$name.down.log" | sed 's/^/    /' >&2
             FAIL_MSG="down failed: $(tail -1 "$TMP/$name.down.log")"
@@ -172,6 +184,7 @@ measure() {
 }
 
 FAIL_MSG=
+COUNT=(false)   # command printing one line per running container of the stack
 RSS_KIB=
 rcompose_rss() {
     local pidfile="$TMP/rc-run/$PROJECT/supervisor.pid" pid
@@ -205,6 +218,7 @@ bench_docker() {
     if [ -z "$ok" ]; then log "docker-compose: skipped: dockerd did not start:"; tail -5 "$TMP/dockerd.log" >&2; unset DOCKER_HOST; return; fi
     docker import "$TMP/rootfs.tar" "$IMAGE" >/dev/null
     log "docker-compose: $("$DOCKER_COMPOSE" version 2>/dev/null | head -1), dockerd $(docker version --format '{{.Server.Version}}')"
+    COUNT=(docker ps -q --filter "label=com.docker.compose.project=$PROJECT")
     measure docker-compose "$DOCKER_COMPOSE" -p "$PROJECT" up -d -- "$DOCKER_COMPOSE" -p "$PROJECT" down || true
     unset DOCKER_HOST
 }
@@ -233,6 +247,7 @@ EOF
     mkdir -p "$TMP/podman-networks"
     podman_env podman import -q "$TMP/rootfs.tar" "$IMAGE" >/dev/null
     log "podman-compose: $("$PODMAN_COMPOSE" --version 2>/dev/null | head -1), $(podman --version)"
+    COUNT=(podman_env podman ps -q --filter "label=com.docker.compose.project=$PROJECT")
     measure podman-compose podman_env "$PODMAN_COMPOSE" -p "$PROJECT" up -d -- \
         podman_env "$PODMAN_COMPOSE" -p "$PROJECT" down || true
 }
@@ -249,6 +264,7 @@ bench_rcompose() {
         log "rcompose: $RC_STATUS"
         return
     fi
+    COUNT=(rc ps -q --status running)
     if ! measure rcompose rc up -d -- rc down; then
         RC_STATUS="DOES NOT WORK YET: $FAIL_MSG"
         log "rcompose: $RC_STATUS (no rcompose figures, no ratios)"

@@ -637,6 +637,10 @@ pub fn load(opts: &LoadOptions) -> Result<Project, Error> {
     }
     let model = loader.load_files(&files, &env, &working_dir)?;
     let mut model = strip_tags(model);
+    if model.as_map().is_none() {
+        // A document `!reset` away: an empty project.
+        model = Node::map(Map::new(), model.span.clone());
+    }
     let mut warnings = std::mem::take(&mut loader.warnings);
     for v in &loader.unset {
         warnings.push(format!(

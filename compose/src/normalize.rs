@@ -984,3 +984,83 @@ pub fn read_env_files(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ports(t: &str) -> Vec<(Option<String>, Option<String>, u16, String)> {
+        parse_port(t)
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.host_ip, p.published, p.target, p.protocol))
+            .collect()
+    }
+
+    #[test]
+    fn port_short_syntax() {
+        assert_eq!(ports("80"), vec![(None, None, 80, "tcp".into())]);
+        assert_eq!(
+            ports("8080:80/udp"),
+            vec![(None, Some("8080".into()), 80, "udp".into())]
+        );
+        assert_eq!(
+            ports("127.0.0.1::80"),
+            vec![(Some("127.0.0.1".into()), None, 80, "tcp".into())]
+        );
+        assert_eq!(
+            ports("[::1]:8080:80"),
+            vec![(Some("::1".into()), Some("8080".into()), 80, "tcp".into())]
+        );
+        assert_eq!(ports("3000-3002").len(), 3);
+        assert_eq!(
+            ports("9000-9010:80"),
+            vec![(None, Some("9000-9010".into()), 80, "tcp".into())]
+        );
+        let e = parse_port("8000-8004:8000-8002").unwrap_err();
+        assert!(e.contains("differ in size"), "{e}");
+        assert!(parse_port("80/foo").is_err());
+        assert!(parse_port("a:b:c:d").is_err());
+        assert!(parse_port("").is_err());
+        assert!(parse_port("70000").is_err());
+    }
+
+    #[test]
+    fn volume_short_syntax() {
+        let sp = Span::synthetic("t");
+        let v = parse_volume("./a:/b:ro,z", &sp).unwrap();
+        assert_eq!(v["type"].as_str(), Some("bind"));
+        assert_eq!(v["read_only"].as_str(), Some("true"));
+        assert_eq!(v["bind"].get("selinux").and_then(Node::as_str), Some("z"));
+        let v = parse_volume("data:/d:nocopy", &sp).unwrap();
+        assert_eq!(v["type"].as_str(), Some("volume"));
+        assert_eq!(
+            v["volume"].get("nocopy").and_then(Node::as_str),
+            Some("true")
+        );
+        let v = parse_volume("/anon", &sp).unwrap();
+        assert!(v.get("source").is_none());
+        let v = parse_volume("/h:/c:rshared", &sp).unwrap();
+        assert_eq!(
+            v["bind"].get("propagation").and_then(Node::as_str),
+            Some("rshared")
+        );
+        assert!(parse_volume(":/x", &sp).is_err());
+        assert!(parse_volume("a:/b:bogus", &sp).is_err());
+        assert!(parse_volume("a:b:c:d", &sp).is_err());
+    }
+
+    #[test]
+    fn paths() {
+        assert_eq!(clean(Path::new("/a/./b/../c/")), "/a/c");
+        assert_eq!(clean(Path::new("a/../../b")), "../b");
+        let ctx = PathCtx {
+            base: Path::new("/proj"),
+            home: Some("/home/u"),
+            resolve: true,
+        };
+        assert_eq!(ctx.resolve("./x/../y"), "/proj/y");
+        assert_eq!(ctx.resolve("~/d"), "/home/u/d");
+        assert_eq!(ctx.resolve("/abs/"), "/abs/");
+    }
+}

@@ -557,3 +557,37 @@ fn extends_may_name_its_own_file_and_cross_files_without_false_cycles() {
     ]);
     assert!(e.contains("extends cycle: a -> b -> a"), "{e}");
 }
+
+#[test]
+fn compose_file_with_custom_separator_and_project_directory() {
+    let (dir, mut opts) = project(&[
+        (
+            "conf/a.yaml",
+            "services:\n  w:\n    image: a\n    volumes: [./data:/data]\n",
+        ),
+        ("conf/b.yaml", "services:\n  w:\n    image: b\n"),
+        (
+            "proj/.env",
+            "COMPOSE_FILE=../conf/a.yaml;../conf/b.yaml\nCOMPOSE_PATH_SEPARATOR=;\n",
+        ),
+    ]);
+    opts.project_directory = Some(dir.path().join("proj"));
+    let p = load(&opts).unwrap();
+    assert_eq!(p.services["w"].image.as_deref(), Some("b"));
+    assert_eq!(p.name, "proj");
+    // Relative paths resolve against the project directory.
+    let src = p.services["w"].volumes.as_ref().unwrap()[0]
+        .source
+        .clone()
+        .unwrap();
+    assert_eq!(src, dir.path().join("proj/data").to_str().unwrap());
+}
+
+#[test]
+fn a_document_reset_to_nothing_is_an_empty_project_not_a_crash() {
+    let (_d, mut opts) = project(&[]);
+    opts.files = vec!["-".into()];
+    opts.stdin = Some("services: {a: {image: x}}\n--- !reset\n{}\n".into());
+    let p = load(&opts).unwrap();
+    assert!(p.services.is_empty());
+}

@@ -77,3 +77,25 @@ fn output_is_logged_as_json_lines() {
         "{entries:?}"
     );
 }
+
+#[test]
+fn cleanup_from_the_state_folder_alone_removes_a_running_container() {
+    let h = Harness::new();
+    let spec = h.spec("crash", &["sh", "-c", "sleep 100 & sleep 100; true"]);
+    let (c, _out, _err) = h.create(&spec);
+    c.start().unwrap();
+    assert!(container_support::eventually(
+        std::time::Duration::from_secs(5),
+        || c.processes().unwrap().len() == 3
+    ));
+    let pid = c.pid;
+    // The supervisor "crashed": only the state folder is left.
+    drop(c);
+    runtime::container::cleanup(&spec.state_dir).unwrap();
+    assert!(matches!(
+        runtime::container::wait(pid).unwrap(),
+        ExitStatus::Signal(9)
+    ));
+    assert!(!spec.state_dir.exists());
+    assert!(h.cgroup_dirs().is_empty(), "{:?}", h.cgroup_dirs());
+}

@@ -88,18 +88,18 @@ fn init_true_reaps_and_forwards_signals() {
     spec.init = true;
     let (c, out, _err) = h.create(&spec);
     c.start().unwrap();
-    // pid 1 is the init (our helper binary), the shell is its child.
+    // pid 1 is the init (our helper binary), the shell is its child; a third process (the
+    // loop's sleep) means the shell's trap is in place.
     assert!(eventually(Duration::from_secs(5), || c
         .processes()
         .unwrap()
         .len()
-        >= 2));
+        >= 3));
     let pid1_cmd = std::fs::read_to_string(format!("/proc/{}/cmdline", c.pid)).unwrap();
     assert!(
         pid1_cmd.contains("rcompose-helper"),
         "pid 1 is {pid1_cmd:?}"
     );
-    std::thread::sleep(Duration::from_millis(200));
     c.kill(libc::SIGTERM).unwrap();
     let status = runtime::container::wait(c.pid).unwrap();
     assert_eq!(status, ExitStatus::Code(3));
@@ -197,16 +197,13 @@ fn exec_joins_namespaces_cgroup_and_user() {
     );
     let (c, _out, _err) = h.create(&spec);
     c.start().unwrap();
-    assert!(eventually(Duration::from_secs(5), || c
-        .processes()
-        .unwrap()
-        .len()
-        == 1));
+    let marker = spec.state_dir.join("upper/tmp/marker");
+    assert!(eventually(Duration::from_secs(5), || marker.exists()));
     let cap = container_support::Capture::new();
     let (stdio, out, err) = cap.split();
     let exec = runtime::container::ExecSpec {
         process: runtime::container::ProcessSpec {
-            args: shell_form("cat /tmp/marker; hostname; id -u; pwd; echo $X; ps -o pid | wc -l"),
+            args: shell_form("cat /tmp/marker; hostname; id -u; pwd; echo $X; ps -o pid | wc -l; grep -c ':memory:/$' /proc/self/cgroup"),
             env: vec!["X=exec-env".into()],
             cwd: Some("/tmp".into()),
             user: Some("app".into()),
@@ -215,10 +212,6 @@ fn exec_joins_namespaces_cgroup_and_user() {
         privileged: false,
     };
     let p = c.exec(&h.runtime, &exec, stdio).unwrap();
-    assert!(
-        c.processes().unwrap().contains(&p.pid)
-            || runtime::container::try_wait(p.pid).unwrap().is_some()
-    );
     let status = runtime::container::wait(p.pid).unwrap();
     let (stdout, stderr) = container_support::Capture::finish(out, err);
     assert_eq!(status, ExitStatus::Code(0), "stderr: {stderr}");
@@ -228,6 +221,8 @@ fn exec_joins_namespaces_cgroup_and_user() {
         &lines[..5],
         &["started", "exec", "1000", "/tmp", "exec-env"]
     );
+    // In the container's cgroup (the root of its cgroup namespace).
+    assert_eq!(lines[6], "1", "{stdout}");
     let procs: usize = lines[5].parse().unwrap();
     assert!((4..=7).contains(&procs), "{stdout}");
     // A shell as pid 1 has no SIGTERM handler, so the kernel ignores it: stop escalates to
@@ -239,4 +234,32 @@ fn exec_joins_namespaces_cgroup_and_user() {
     let st = runtime::container::wait(c.pid).unwrap();
     assert_eq!(st, ExitStatus::Signal(libc::SIGKILL));
     c.remove().unwrap();
+}
+
+#[test]
+fn stop_uses_the_stop_signal() {
+    let h = Harness::new();
+    let mut spec = h.spec(
+        "stopsig",
+        &[
+            "sh",
+            "-c",
+            "trap 'echo got-usr1; exit 5' USR1; while true; do sleep 0.05; done",
+        ],
+    );
+    spec.stop_signal = Some(libc::SIGUSR1);
+    let (c, out, _err) = h.create(&spec);
+    c.start().unwrap();
+    assert!(eventually(Duration::from_secs(5), || c
+        .processes()
+        .unwrap()
+        .len()
+        >= 2));
+    c.stop(Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        runtime::container::wait(c.pid).unwrap(),
+        ExitStatus::Code(5)
+    );
+    c.remove().unwrap();
+    assert_eq!(out.join().unwrap(), "got-usr1\n");
 }

@@ -119,7 +119,7 @@ pub fn run(global: &GlobalArgs, args: ConfigArgs) -> anyhow::Result<ExitCode> {
         }
     } else {
         let mut v = serde_json::to_value(&project).context("rendering the project")?;
-        sort_maps(&mut v, 0);
+        sort_maps(&mut v, args.format == "json");
         escape_dollars(&mut v);
         if args.format == "json" {
             out = serde_json::to_string_pretty(&v)?;
@@ -156,7 +156,7 @@ const MAP_ATTRIBUTES: &[&str] = &[
 /// Orders keys as Docker Compose prints them: the project's keys and each section's entries
 /// sorted (Go maps there), mappings with user-chosen keys sorted, and the attributes of a
 /// service, network, port, mount, … in declaration order.
-fn sort_maps(v: &mut Value, depth: usize) {
+fn sort_maps(v: &mut Value, json: bool) {
     fn walk(v: &mut Value, sort_here: bool) {
         match v {
             Value::Object(m) => {
@@ -172,7 +172,10 @@ fn sort_maps(v: &mut Value, depth: usize) {
         }
     }
     let Value::Object(top) = v else { return };
-    top.sort_keys();
+    // JSON prints the project's keys sorted; YAML in field order (name, services, networks, …).
+    if json {
+        top.sort_keys();
+    }
     for (section, entries) in top.iter_mut() {
         let Value::Object(entries) = entries else {
             continue;
@@ -186,7 +189,6 @@ fn sort_maps(v: &mut Value, depth: usize) {
             walk(e, false);
         }
     }
-    let _ = depth;
 }
 
 /// Docker Compose escapes `$` as `$$` in its output so that it can be loaded again.

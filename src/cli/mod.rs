@@ -122,6 +122,8 @@ pub fn main() -> ExitCode {
         Command::Version(args) => version::run(g, args),
         Command::Config(args) => config::run(g, args),
         Command::Image(args) => image::run(g, args),
+        Command::Network(args) => network::run(g, args),
+        Command::Volume(args) => volume::run(g, args),
         Command::Up(a) => up_run::up(g, a),
         Command::Down(a) => up_run::down(g, a),
         Command::Create(a) => up_run::create(g, a),
@@ -144,8 +146,6 @@ pub fn main() -> ExitCode {
         Command::Events(a) => inspect::events(g, a),
         Command::Pull(a) => inspect::pull(g, a),
         Command::Supervise(a) => supervise(g, a),
-        Command::Network(args) => network::run(g, args),
-        Command::Volume(args) => volume::run(g, args),
         Command::Completion(args) => {
             let mut cmd = Cli::command();
             clap_complete::generate(args.shell, &mut cmd, "rcompose", &mut std::io::stdout());

@@ -244,6 +244,7 @@ pub fn setup(spec: &ContainerSpec, sysctls: &[(String, String)]) -> Result<()> {
         }
     }
 
+    mount_cgroups(&sys_, spec.security.privileged)?;
     setup_dev(spec, &root)?;
 
     for m in &spec.mounts {
@@ -288,6 +289,78 @@ pub fn setup(spec: &ContainerSpec, sysctls: &[(String, String)]) -> Result<()> {
         remount_ro(&root, MsFlags::empty())?;
     }
     pivot(&root)
+}
+
+/// The host's cgroup hierarchies under /sys/fs/cgroup, from our (still host-like) mountinfo:
+/// `(folder name, fstype, options)`.
+fn host_cgroup_mounts() -> Vec<(String, String, String)> {
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mountpoint = left.split_whitespace().nth(4).unwrap_or("");
+        let mut r = right.split_whitespace();
+        let (fstype, _src, opts) = (r.next().unwrap_or(""), r.next(), r.next().unwrap_or(""));
+        let Some(name) = mountpoint.strip_prefix("/sys/fs/cgroup/") else {
+            continue;
+        };
+        if (fstype == "cgroup" || fstype == "cgroup2") && !name.contains('/') {
+            let opts: Vec<&str> = opts
+                .split(',')
+                .filter(|o| *o != "rw" && *o != "ro")
+                .collect();
+            out.push((name.to_string(), fstype.to_string(), opts.join(",")));
+        }
+    }
+    out
+}
+
+/// /sys/fs/cgroup as Docker shows it: a tmpfs with each hierarchy mounted fresh, so that the
+/// cgroup namespace makes the container's own cgroup its root; read-only unless privileged.
+fn mount_cgroups(sys_: &Path, privileged: bool) -> Result<()> {
+    let base = sys_.join("fs/cgroup");
+    if !base.is_dir() {
+        return Ok(());
+    }
+    let ro = if privileged {
+        MsFlags::empty()
+    } else {
+        MsFlags::MS_RDONLY
+    };
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+    let mounts = host_cgroup_mounts();
+    if fs::metadata("/sys/fs/cgroup/cgroup.controllers").is_ok() {
+        // Unified hierarchy only: one cgroup2 mount.
+        return do_mount(Some("cgroup2"), &base, Some("cgroup2"), flags | ro, None);
+    }
+    do_mount(Some("tmpfs"), &base, Some("tmpfs"), flags, Some("mode=755"))?;
+    for (name, fstype, opts) in &mounts {
+        let dir = base.join(name);
+        mkdir_p(&dir)?;
+        let data = if opts.is_empty() {
+            None
+        } else {
+            Some(opts.as_str())
+        };
+        do_mount(Some("cgroup"), &dir, Some(fstype), flags | ro, data)?;
+    }
+    if !privileged {
+        remount_ro_fs(&base, flags)?;
+    }
+    Ok(())
+}
+
+fn remount_ro_fs(target: &Path, flags: MsFlags) -> Result<()> {
+    mount(
+        None::<&str>,
+        target,
+        None::<&str>,
+        MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | flags,
+        None::<&str>,
+    )
+    .map_err(sys("remount read-only", target))
 }
 
 fn setup_dev(spec: &ContainerSpec, root: &Path) -> Result<()> {

@@ -235,3 +235,75 @@ impl Cgroup for V1 {
         self.mounted().into_iter().map(|(_, d)| d).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake v1 tree: one folder per controller with the files the kernel would offer.
+    fn fixture() -> (tempfile::TempDir, V1) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        for c in [
+            "memory", "cpu", "cpuacct", "cpuset", "pids", "freezer", "devices",
+        ] {
+            std::fs::create_dir_all(root.join(c)).unwrap();
+        }
+        std::fs::write(root.join("cpuset/cpuset.cpus"), "0-1\n").unwrap();
+        std::fs::write(root.join("cpuset/cpuset.mems"), "0\n").unwrap();
+        let levels = ["cpuset/rcompose-abcd", "cpuset/rcompose-abcd/c1"];
+        for l in levels {
+            std::fs::create_dir_all(root.join(l)).unwrap();
+            std::fs::write(root.join(l).join("cpuset.cpus"), "").unwrap();
+            std::fs::write(root.join(l).join("cpuset.mems"), "").unwrap();
+        }
+        let cg = V1::new(root, Path::new("rcompose-abcd/c1"));
+        (tmp, cg)
+    }
+
+    #[test]
+    fn v1_writes_limits_per_controller_and_skips_missing_ones() {
+        let (tmp, cg) = fixture();
+        let r = Resources {
+            memory: Some(1 << 20),
+            memory_reservation: Some(1 << 19),
+            cpu_quota: Some(20_000),
+            cpu_period: Some(50_000),
+            cpu_shares: Some(256),
+            pids_limit: Some(0),
+            blkio_weight: Some(100),
+            ..Default::default()
+        };
+        let devices = DeviceRules {
+            allow_all: false,
+            extra: vec!["c 10:200 rwm".into()],
+        };
+        cg.create(&r, &devices).unwrap();
+        let d = |c: &str, f: &str| {
+            std::fs::read_to_string(tmp.path().join(c).join("rcompose-abcd/c1").join(f)).unwrap()
+        };
+        assert_eq!(d("memory", "memory.limit_in_bytes"), "1048576");
+        assert_eq!(d("memory", "memory.soft_limit_in_bytes"), "524288");
+        assert_eq!(d("cpu", "cpu.cfs_quota_us"), "20000");
+        assert_eq!(d("cpu", "cpu.cfs_period_us"), "50000");
+        assert_eq!(d("cpu", "cpu.shares"), "256");
+        assert_eq!(d("pids", "pids.max"), "max");
+        // cpuset levels inherit the parent's cpus and mems before a process may join.
+        assert_eq!(d("cpuset", "cpuset.cpus"), "0-1");
+        assert_eq!(d("cpuset", "cpuset.mems"), "0");
+        // A plain file keeps only the last write: the extra rule came last.
+        assert_eq!(d("devices", "devices.allow"), "c 10:200 rwm");
+        assert_eq!(d("devices", "devices.deny"), "a *:* rwm");
+        assert!(!tmp.path().join("blkio").exists());
+        assert_eq!(cg.paths().len(), 7);
+    }
+
+    #[test]
+    fn v1_pids_come_from_the_freezer_hierarchy() {
+        let (tmp, cg) = fixture();
+        let d = tmp.path().join("freezer/rcompose-abcd/c1");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("cgroup.procs"), "30\n10\n20\n").unwrap();
+        assert_eq!(cg.pids().unwrap(), vec![10, 20, 30]);
+    }
+}
