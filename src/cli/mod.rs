@@ -101,20 +101,24 @@ pub enum Command {
     Volume(volume::VolumeArgs),
     /// Show the rcompose version information
     Version(version::VersionArgs),
-    /// Run the supervisor of a project (started by `up -d`; not for direct use)
-    #[command(name = "__supervise", hide = true)]
-    Supervise(SuperviseArgs),
 }
 
-/// The hidden `__supervise` verb.
-#[derive(Debug, clap::Args)]
-pub struct SuperviseArgs {
-    /// The project name
-    pub project: String,
-}
+/// The hidden supervisor mode: `rcompose __supervise <root> <run-dir> <project>`, started by
+/// `up -d` (not a clap verb, so it shows in no help and no completion).
+pub const SUPERVISE_ARG: &str = "__supervise";
 
 /// Parse the command line, run the verb, map the outcome to an exit code.
 pub fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == SUPERVISE_ARG) && args.len() == 5 {
+        return match supervise(&args[2], &args[3], &args[4]) {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("rcompose: {err:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let cli = Cli::parse();
     init_tracing(&cli.global);
     let g = &cli.global;
@@ -145,7 +149,6 @@ pub fn main() -> ExitCode {
         Command::Stats(a) => inspect::stats(g, a),
         Command::Events(a) => inspect::events(g, a),
         Command::Pull(a) => inspect::pull(g, a),
-        Command::Supervise(a) => supervise(g, a),
         Command::Completion(args) => {
             let mut cmd = Cli::command();
             clap_complete::generate(args.shell, &mut cmd, "rcompose", &mut std::io::stdout());
@@ -165,8 +168,22 @@ pub fn main() -> ExitCode {
 }
 
 /// The detached supervisor's main: serve until nothing of the project runs any more.
-fn supervise(g: &global::GlobalArgs, a: SuperviseArgs) -> anyhow::Result<ExitCode> {
-    let paths = crate::supervisor::state::ProjectPaths::new(&g.root, &g.run_dir, &a.project);
+fn supervise(
+    root: &std::ffi::OsStr,
+    run: &std::ffi::OsStr,
+    project: &std::ffi::OsStr,
+) -> anyhow::Result<ExitCode> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RCOMPOSE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let paths = crate::supervisor::state::ProjectPaths::new(
+        std::path::Path::new(root),
+        std::path::Path::new(run),
+        &project.to_string_lossy(),
+    );
     let sup = crate::supervisor::daemon::Supervisor::start(&paths)?;
     let _ = std::fs::write(paths.pid_file(), std::process::id().to_string());
     sup.run_until_idle();

@@ -106,11 +106,9 @@ impl Ctx {
     /// Arguments that start a detached supervisor for this project.
     pub fn supervisor_args(&self) -> Vec<String> {
         vec![
-            "--root".into(),
+            super::SUPERVISE_ARG.into(),
             self.global.root.display().to_string(),
-            "--run-dir".into(),
             self.global.run_dir.display().to_string(),
-            "__supervise".into(),
             self.name.clone(),
         ]
     }
