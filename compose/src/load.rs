@@ -282,7 +282,12 @@ impl Loader<'_> {
             });
         }
         let mut acc = acc.unwrap_or_else(|| Node::map(Map::new(), Span::synthetic("-")));
-        self.apply_extends(&mut acc, env)?;
+        // Services of this model count as coming from its first file (for extends cycles).
+        let key = files
+            .first()
+            .map(|f| std::fs::canonicalize(f).unwrap_or_else(|_| f.clone()))
+            .unwrap_or_default();
+        self.apply_extends(&mut acc, env, &key)?;
         Ok(acc)
     }
 
@@ -398,6 +403,7 @@ impl Loader<'_> {
         &mut self,
         model: &mut Node,
         env: &IndexMap<String, String>,
+        file: &Path,
     ) -> Result<(), Error> {
         let Some(services) = model
             .as_map_mut()
@@ -409,16 +415,21 @@ impl Loader<'_> {
         let names: Vec<String> = services.keys().cloned().collect();
         for name in names {
             let mut stack = Vec::new();
-            self.resolve_extends(services, &name, &mut stack, env)?;
+            self.resolve_extends(services, &name, file, &mut stack, env)?;
         }
         Ok(())
     }
 
+    /// Resolves `services[name]`'s `extends` chain in place. `file` identifies the model the
+    /// services come from (empty for the project itself); `stack` holds the (file, service)
+    /// pairs being resolved, so a pair seen twice is a cycle, while a file may be visited
+    /// again for another service.
     fn resolve_extends(
         &mut self,
         services: &mut Map,
         name: &str,
-        stack: &mut Vec<String>,
+        file: &Path,
+        stack: &mut Vec<(PathBuf, String)>,
         env: &IndexMap<String, String>,
     ) -> Result<(), Error> {
         let Some(svc) = services.get(name) else {
@@ -428,80 +439,27 @@ impl Loader<'_> {
             return Ok(());
         };
         let path = format!("services.{name}.extends");
+        let key = (file.to_path_buf(), name.to_string());
+        if stack.contains(&key) {
+            let mut c: Vec<String> = stack.iter().map(|(_, s)| s.clone()).collect();
+            c.push(name.to_string());
+            let from = c.iter().position(|s| s == name).unwrap_or(0);
+            return Err(Error::Cycle {
+                span: ext.span.clone(),
+                path,
+                what: "extends",
+                cycle: c[from..].join(" -> "),
+            });
+        }
         let target = ext
             .get("service")
             .and_then(Node::as_str)
             .unwrap_or_default()
             .to_string();
-        if stack.iter().any(|s| s == name) {
-            let mut c = stack.clone();
-            c.push(name.to_string());
-            return Err(Error::Cycle {
-                span: ext.span.clone(),
-                path,
-                what: "extends",
-                cycle: c.join(" -> "),
-            });
-        }
-        let base = match ext.get("file").and_then(Node::as_str) {
-            Some(file) => {
-                let file = PathBuf::from(file);
-                let key = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
-                if self.include_stack.contains(&key) {
-                    return Err(Error::Cycle {
-                        span: ext.span.clone(),
-                        path,
-                        what: "extends",
-                        cycle: format!("{} -> {}", key.display(), key.display()),
-                    });
-                }
-                let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
-                self.include_stack.push(key);
-                let other = self.load_files(std::slice::from_ref(&file), env, &dir);
-                self.include_stack.pop();
-                let other = other?;
-                let Some(osvcs) = other.get("services").and_then(Node::as_map) else {
-                    return Err(Error::Reference {
-                        span: ext.span.clone(),
-                        path,
-                        msg: format!(
-                            "cannot extend service {target:?} in {}: no services section",
-                            file.display()
-                        ),
-                    });
-                };
-                match osvcs.get(&target) {
-                    Some(b) => b.clone(),
-                    None => {
-                        return Err(Error::Reference {
-                            span: ext.span.clone(),
-                            path,
-                            msg: format!(
-                                "cannot extend service {target:?} in {}: no such service",
-                                file.display()
-                            ),
-                        })
-                    }
-                }
-            }
-            None => {
-                stack.push(name.to_string());
-                let r = self.resolve_extends(services, &target, stack, env);
-                stack.pop();
-                r?;
-                match services.get(&target) {
-                    Some(b) => b.clone(),
-                    None => {
-                        return Err(Error::Reference {
-                            span: ext.span.clone(),
-                            path,
-                            msg: format!("cannot extend undefined service {target:?}"),
-                        })
-                    }
-                }
-            }
-        };
-        let mut base = base;
+        stack.push(key);
+        let base = self.extends_base(services, &ext, &target, file, stack, env, &path);
+        stack.pop();
+        let mut base = base?;
         if let Some(m) = base.as_map_mut() {
             m.shift_remove("extends");
         }
@@ -513,6 +471,60 @@ impl Loader<'_> {
         let merged = merge(base, svc, &mut p).unwrap_or_else(|| Node::map(Map::new(), ext.span));
         services.insert(name.to_string(), merged);
         Ok(())
+    }
+
+    /// The resolved service `target` that `ext` points at.
+    #[allow(clippy::too_many_arguments)]
+    fn extends_base(
+        &mut self,
+        services: &mut Map,
+        ext: &Node,
+        target: &str,
+        file: &Path,
+        stack: &mut Vec<(PathBuf, String)>,
+        env: &IndexMap<String, String>,
+        path: &str,
+    ) -> Result<Node, Error> {
+        let reference = |msg: String| Error::Reference {
+            span: ext.span.clone(),
+            path: path.to_string(),
+            msg,
+        };
+        match ext.get("file").and_then(Node::as_str) {
+            Some(other) => {
+                let other = PathBuf::from(other);
+                let okey = std::fs::canonicalize(&other).unwrap_or_else(|_| other.clone());
+                let dir = other.parent().map(Path::to_path_buf).unwrap_or_default();
+                let mut model = self.load_file(&other, env, &dir)?;
+                let Some(osvcs) = model
+                    .as_map_mut()
+                    .and_then(|m| m.get_mut("services"))
+                    .and_then(Node::as_map_mut)
+                else {
+                    return Err(reference(format!(
+                        "cannot extend service {target:?} in {}: no services section",
+                        other.display()
+                    )));
+                };
+                if !osvcs.contains_key(target) {
+                    return Err(reference(format!(
+                        "cannot extend service {target:?} in {}: no such service",
+                        other.display()
+                    )));
+                }
+                self.resolve_extends(osvcs, target, &okey, stack, env)?;
+                Ok(osvcs[target].clone())
+            }
+            None => {
+                if !services.contains_key(target) {
+                    return Err(reference(format!(
+                        "cannot extend undefined service {target:?}"
+                    )));
+                }
+                self.resolve_extends(services, target, file, stack, env)?;
+                Ok(services[target].clone())
+            }
+        }
     }
 }
 
@@ -625,6 +637,10 @@ pub fn load(opts: &LoadOptions) -> Result<Project, Error> {
     }
     let model = loader.load_files(&files, &env, &working_dir)?;
     let mut model = strip_tags(model);
+    if model.as_map().is_none() {
+        // A document `!reset` away: an empty project.
+        model = Node::map(Map::new(), model.span.clone());
+    }
     let mut warnings = std::mem::take(&mut loader.warnings);
     for v in &loader.unset {
         warnings.push(format!(

@@ -112,12 +112,18 @@ pub fn merge(base: Node, over: Node, path: &mut Vec<String>) -> Option<Node> {
     }
     match (base.value, over.value) {
         (Value::Map(mut b), Value::Map(o)) => {
-            for (k, v) in o {
+            for (k, v) in *o {
                 path.push(k.clone());
-                match b.shift_remove_full(&k) {
-                    Some((idx, _, bv)) => {
-                        if let Some(m) = merge_value(bv, v, path) {
-                            b.shift_insert(idx.min(b.len()), k, m);
+                // In place: no shifting of the mapping (services may number thousands).
+                match b.get_mut(&k) {
+                    Some(slot) => {
+                        let span = slot.span.clone();
+                        let bv = std::mem::replace(slot, Node::null(span));
+                        match merge_value(bv, v, path) {
+                            Some(m) => *slot = m,
+                            None => {
+                                b.shift_remove(&k);
+                            }
                         }
                     }
                     None => {
@@ -199,13 +205,8 @@ pub fn strip_tags(mut n: Node) -> Node {
     n.tag = None;
     match &mut n.value {
         Value::Map(m) => {
-            let keys: Vec<String> = m
-                .iter()
-                .filter(|(_, v)| v.tag == Some(Tag::Reset))
-                .map(|(k, _)| k.clone())
-                .collect();
-            for k in keys {
-                m.shift_remove(&k);
+            if m.values().any(|v| v.tag == Some(Tag::Reset)) {
+                m.retain(|_, v| v.tag != Some(Tag::Reset));
             }
             for v in m.values_mut() {
                 *v = strip_tags(std::mem::replace(v, Node::null(v.span.clone())));

@@ -42,7 +42,7 @@ pub struct Project {
     /// Warnings to show the user (obsolete `version`, unset variables).
     #[serde(skip)]
     pub warnings: Vec<String>,
-    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    #[serde(default)]
     pub services: IndexMap<String, Service>,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub networks: IndexMap<String, Network>,
@@ -383,10 +383,10 @@ pub struct ServiceVolume {
 #[skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct BindOptions {
+    pub selinux: Option<String>,
     pub propagation: Option<String>,
     pub create_host_path: Option<bool>,
     pub recursive: Option<String>,
-    pub selinux: Option<String>,
     #[serde(flatten)]
     pub extensions: Extensions,
 }

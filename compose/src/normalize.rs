@@ -129,7 +129,7 @@ fn list_or_dict_with(node: &Node, sep: char, empty_for_null: bool) -> Node {
         }
         Value::Map(m) => {
             let mut out = Map::new();
-            for (k, v) in m {
+            for (k, v) in m.iter() {
                 let v = match &v.value {
                     Value::Scalar { text, .. } => s(text.clone(), &v.span),
                     Value::Null => null(&v.span),
@@ -138,7 +138,7 @@ fn list_or_dict_with(node: &Node, sep: char, empty_for_null: bool) -> Node {
                 out.insert(k.clone(), v);
             }
             Node {
-                value: Value::Map(out),
+                value: Value::Map(Box::new(out)),
                 span: node.span.clone(),
                 tag: node.tag,
             }
@@ -170,7 +170,7 @@ fn extra_hosts(node: &Node) -> Node {
             }
         }
         Value::Map(mm) => {
-            for (k, v) in mm {
+            for (k, v) in mm.iter() {
                 match &v.value {
                     Value::Seq(items) => {
                         for it in items {
@@ -184,7 +184,7 @@ fn extra_hosts(node: &Node) -> Node {
         _ => return node.clone(),
     }
     Node {
-        value: Value::Map(m),
+        value: Value::Map(Box::new(m)),
         span: node.span.clone(),
         tag: node.tag,
     }
@@ -300,7 +300,7 @@ fn canonical_service(name: &str, svc: &mut Node, paths: &PathCtx) -> Result<(), 
                 bm.insert("context".into(), s(text.clone(), &b.span));
                 bm
             }
-            Value::Map(bm) => bm.clone(),
+            Value::Map(bm) => (**bm).clone(),
             _ => Map::new(),
         };
         if let Some(v) = bm.get("args") {
@@ -377,7 +377,7 @@ fn canonical_service(name: &str, svc: &mut Node, paths: &PathCtx) -> Result<(), 
         m.insert(
             "build".into(),
             Node {
-                value: Value::Map(bm),
+                value: Value::Map(Box::new(bm)),
                 span: b.span.clone(),
                 tag: b.tag,
             },
@@ -404,7 +404,7 @@ fn canonical_service(name: &str, svc: &mut Node, paths: &PathCtx) -> Result<(), 
                 }
             }
             Value::Map(dm) => {
-                for (k, v) in dm {
+                for (k, v) in dm.iter() {
                     let mut e = v.as_map().cloned().unwrap_or_default();
                     if !e.contains_key("condition") {
                         e.insert("condition".into(), s("service_started", &v.span));
@@ -420,7 +420,7 @@ fn canonical_service(name: &str, svc: &mut Node, paths: &PathCtx) -> Result<(), 
         m.insert(
             "depends_on".into(),
             Node {
-                value: Value::Map(out),
+                value: Value::Map(Box::new(out)),
                 span: d.span.clone(),
                 tag: d.tag,
             },
@@ -466,7 +466,7 @@ fn canonical_service(name: &str, svc: &mut Node, paths: &PathCtx) -> Result<(), 
         let mut out = Vec::new();
         for it in items {
             let mut e = match &it.value {
-                Value::Map(mm) => mm.clone(),
+                Value::Map(mm) => (**mm).clone(),
                 _ => {
                     let mut mm = Map::new();
                     mm.insert("path".into(), s(it.as_str().unwrap_or_default(), &it.span));
@@ -497,7 +497,7 @@ fn canonical_service(name: &str, svc: &mut Node, paths: &PathCtx) -> Result<(), 
                 em.insert("service".into(), s(text.clone(), &e.span));
                 em
             }
-            Value::Map(em) => em.clone(),
+            Value::Map(em) => (**em).clone(),
             _ => Map::new(),
         };
         if let Some(f) = em.get("file").and_then(text_of) {
@@ -518,7 +518,7 @@ fn canonical_service(name: &str, svc: &mut Node, paths: &PathCtx) -> Result<(), 
             m.insert(
                 "networks".into(),
                 Node {
-                    value: Value::Map(out),
+                    value: Value::Map(Box::new(out)),
                     span: n.span.clone(),
                     tag: n.tag,
                 },
@@ -562,7 +562,7 @@ fn canonical_service(name: &str, svc: &mut Node, paths: &PathCtx) -> Result<(), 
                                 pm.insert("published".into(), n);
                             }
                         }
-                        out.push(Node::map(pm, it.span.clone()));
+                        out.push(Node::map(*pm, it.span.clone()));
                     }
                     _ => {}
                 }
@@ -602,7 +602,7 @@ fn canonical_service(name: &str, svc: &mut Node, paths: &PathCtx) -> Result<(), 
                     Value::Scalar { text, .. } => {
                         parse_volume(text, &it.span).map_err(|msg| invalid(it, &path, msg))?
                     }
-                    Value::Map(vm) => vm.clone(),
+                    Value::Map(vm) => (**vm).clone(),
                     _ => continue,
                 };
                 if let Some(t) = vm.get("target").and_then(text_of) {
@@ -615,9 +615,6 @@ fn canonical_service(name: &str, svc: &mut Node, paths: &PathCtx) -> Result<(), 
                         let span = vm["source"].span.clone();
                         vm.insert("source".into(), s(paths.resolve(&src), &span));
                     }
-                }
-                if kind == "volume" && !vm.contains_key("volume") {
-                    vm.insert("volume".into(), Node::map(Map::new(), it.span.clone()));
                 }
                 if let Some(v) = vm.get_mut("volume").and_then(Node::as_map_mut) {
                     if let Some(l) = v.get("labels") {
@@ -720,7 +717,7 @@ fn ulimits(node: &Node) -> Node {
         out.insert(k.clone(), e);
     }
     Node {
-        value: Value::Map(out),
+        value: Value::Map(Box::new(out)),
         span: node.span.clone(),
         tag: node.tag,
     }
@@ -968,9 +965,102 @@ pub fn read_env_files(
                 ))
             }
         };
+        if it.get("format").and_then(Node::as_str) == Some("raw") {
+            // `format: raw`: values taken verbatim, no quotes or interpolation.
+            for line in text.lines() {
+                let l = line.trim_start();
+                if l.is_empty() || l.starts_with('#') {
+                    continue;
+                }
+                if let Some((k, v)) = l.split_once('=') {
+                    out.insert(k.trim().to_string(), v.to_string());
+                }
+            }
+            continue;
+        }
         let vars =
             crate::dotenv::parse(&text, &path, &|k| out.get(k).cloned().or_else(|| lookup(k)))?;
         out.extend(vars);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ports(t: &str) -> Vec<(Option<String>, Option<String>, u16, String)> {
+        parse_port(t)
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.host_ip, p.published, p.target, p.protocol))
+            .collect()
+    }
+
+    #[test]
+    fn port_short_syntax() {
+        assert_eq!(ports("80"), vec![(None, None, 80, "tcp".into())]);
+        assert_eq!(
+            ports("8080:80/udp"),
+            vec![(None, Some("8080".into()), 80, "udp".into())]
+        );
+        assert_eq!(
+            ports("127.0.0.1::80"),
+            vec![(Some("127.0.0.1".into()), None, 80, "tcp".into())]
+        );
+        assert_eq!(
+            ports("[::1]:8080:80"),
+            vec![(Some("::1".into()), Some("8080".into()), 80, "tcp".into())]
+        );
+        assert_eq!(ports("3000-3002").len(), 3);
+        assert_eq!(
+            ports("9000-9010:80"),
+            vec![(None, Some("9000-9010".into()), 80, "tcp".into())]
+        );
+        let e = parse_port("8000-8004:8000-8002").unwrap_err();
+        assert!(e.contains("differ in size"), "{e}");
+        assert!(parse_port("80/foo").is_err());
+        assert!(parse_port("a:b:c:d").is_err());
+        assert!(parse_port("").is_err());
+        assert!(parse_port("70000").is_err());
+    }
+
+    #[test]
+    fn volume_short_syntax() {
+        let sp = Span::synthetic("t");
+        let v = parse_volume("./a:/b:ro,z", &sp).unwrap();
+        assert_eq!(v["type"].as_str(), Some("bind"));
+        assert_eq!(v["read_only"].as_str(), Some("true"));
+        assert_eq!(v["bind"].get("selinux").and_then(Node::as_str), Some("z"));
+        let v = parse_volume("data:/d:nocopy", &sp).unwrap();
+        assert_eq!(v["type"].as_str(), Some("volume"));
+        assert_eq!(
+            v["volume"].get("nocopy").and_then(Node::as_str),
+            Some("true")
+        );
+        let v = parse_volume("/anon", &sp).unwrap();
+        assert!(v.get("source").is_none());
+        let v = parse_volume("/h:/c:rshared", &sp).unwrap();
+        assert_eq!(
+            v["bind"].get("propagation").and_then(Node::as_str),
+            Some("rshared")
+        );
+        assert!(parse_volume(":/x", &sp).is_err());
+        assert!(parse_volume("a:/b:bogus", &sp).is_err());
+        assert!(parse_volume("a:b:c:d", &sp).is_err());
+    }
+
+    #[test]
+    fn paths() {
+        assert_eq!(clean(Path::new("/a/./b/../c/")), "/a/c");
+        assert_eq!(clean(Path::new("a/../../b")), "../b");
+        let ctx = PathCtx {
+            base: Path::new("/proj"),
+            home: Some("/home/u"),
+            resolve: true,
+        };
+        assert_eq!(ctx.resolve("./x/../y"), "/proj/y");
+        assert_eq!(ctx.resolve("~/d"), "/home/u/d");
+        assert_eq!(ctx.resolve("/abs/"), "/abs/");
+    }
 }

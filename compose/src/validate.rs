@@ -75,6 +75,10 @@ fn type_matches(node: &Node, ty: &str) -> bool {
         (Value::Scalar { .. }, "string") => {
             !node_is_plain(node) || matches!(node.scalar_type(), ScalarType::Str)
         }
+        // A `${VAR}` left by `--no-interpolate` may stand for any scalar.
+        (Value::Scalar { text, .. }, "integer" | "number" | "boolean") if text.contains("${") => {
+            true
+        }
         (Value::Scalar { text, .. }, "integer") => text.trim().parse::<i64>().is_ok(),
         (Value::Scalar { text, .. }, "number") => text.trim().parse::<f64>().is_ok(),
         (Value::Scalar { text, .. }, "boolean") => parse_bool(text).is_some(),
@@ -264,7 +268,7 @@ fn check(node: &Node, schema: &J, path: &mut Vec<String>) -> Result<(), SchemaEr
                     }
                 }
             }
-            for (k, v) in m {
+            for (k, v) in m.iter() {
                 path.push(k.clone());
                 let mut matched = false;
                 if let Some(s) = props.and_then(|p| p.get(k)) {

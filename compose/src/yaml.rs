@@ -76,7 +76,7 @@ pub enum Value {
         plain: bool,
     },
     Seq(Vec<Node>),
-    Map(Map),
+    Map(Box<Map>),
 }
 
 /// One node of the tree.
@@ -128,7 +128,7 @@ impl Node {
     }
 
     pub fn map(map: Map, span: Span) -> Self {
-        Node::new(Value::Map(map), span)
+        Node::new(Value::Map(Box::new(map)), span)
     }
 
     pub fn seq(items: Vec<Node>, span: Span) -> Self {
@@ -457,13 +457,13 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Node>, YamlError> {
                         let Value::Map(mm) = item.value else {
                             return Err(YamlError::BadMerge { span: item.span });
                         };
-                        for (k, v) in mm {
+                        for (k, v) in *mm {
                             entries.entry(k).or_insert(v);
                         }
                     }
                 }
                 let node = Node {
-                    value: Value::Map(entries),
+                    value: Value::Map(Box::new(entries)),
                     span,
                     tag,
                 };

@@ -147,8 +147,19 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn generated_documents_never_panic(doc in document()) {
-        run(doc);
+    fn generated_documents_never_panic(
+        doc in document(),
+        more in prop::sample::select(vec![
+            "",
+            "--- !reset\n{}\n",
+            "---\nservices: !reset {}\n",
+            "--- !override\nservices: {}\n",
+            "---\n~\n",
+            "---\nservices: {a: {image: !reset null, ports: !override [80]}}\n",
+            "---\n- a\n",
+        ]),
+    ) {
+        run(format!("{doc}{more}"));
     }
 
     #[test]

@@ -492,3 +492,102 @@ fn depends_on_cycle_points_into_the_file() {
         "{e}"
     );
 }
+
+#[test]
+fn env_file_raw_format_keeps_values_verbatim() {
+    let (_d, opts) = project(&[
+        (
+            "compose.yaml",
+            "services:\n  w:\n    image: x\n    env_file:\n      - path: raw.env\n        format: raw\n",
+        ),
+        ("raw.env", "A=\"quoted ${X}\"\n"),
+    ]);
+    let p = load(&opts).unwrap();
+    assert_eq!(
+        p.services["w"].environment.as_ref().unwrap()["A"].as_deref(),
+        Some("\"quoted ${X}\"")
+    );
+}
+
+#[test]
+fn typing_errors_name_position_and_path() {
+    let e = err(&[(
+        "compose.yaml",
+        "services:\n  w:\n    image: x\n    mem_limit: lots\n",
+    )]);
+    assert!(
+        e.contains("compose.yaml:4:16: services.w.mem_limit: invalid size \"lots\""),
+        "{e}"
+    );
+    let e = err(&[(
+        "compose.yaml",
+        "services:\n  w:\n    image: x\n    healthcheck:\n      interval: 10 parsecs\n",
+    )]);
+    assert!(
+        e.contains("compose.yaml:5:17: services.w.healthcheck.interval: invalid duration"),
+        "{e}"
+    );
+}
+
+#[test]
+fn extends_may_name_its_own_file_and_cross_files_without_false_cycles() {
+    let (_d, opts) = project(&[
+        (
+            "compose.yaml",
+            "services:\n  base:\n    image: b\n  web:\n    extends: {file: compose.yaml, service: base}\n  api:\n    extends: {file: other.yaml, service: mid}\n",
+        ),
+        (
+            "other.yaml",
+            "services:\n  mid:\n    extends: {file: compose.yaml, service: base}\n    restart: always\n",
+        ),
+    ]);
+    let p = load(&opts).unwrap();
+    assert_eq!(p.services["web"].image.as_deref(), Some("b"));
+    assert_eq!(p.services["api"].image.as_deref(), Some("b"));
+    assert_eq!(p.services["api"].restart.as_deref(), Some("always"));
+    let e = err(&[
+        (
+            "compose.yaml",
+            "services:\n  a:\n    extends: {file: x.yaml, service: b}\n",
+        ),
+        (
+            "x.yaml",
+            "services:\n  b:\n    extends: {file: compose.yaml, service: a}\n",
+        ),
+    ]);
+    assert!(e.contains("extends cycle: a -> b -> a"), "{e}");
+}
+
+#[test]
+fn compose_file_with_custom_separator_and_project_directory() {
+    let (dir, mut opts) = project(&[
+        (
+            "conf/a.yaml",
+            "services:\n  w:\n    image: a\n    volumes: [./data:/data]\n",
+        ),
+        ("conf/b.yaml", "services:\n  w:\n    image: b\n"),
+        (
+            "proj/.env",
+            "COMPOSE_FILE=../conf/a.yaml;../conf/b.yaml\nCOMPOSE_PATH_SEPARATOR=;\n",
+        ),
+    ]);
+    opts.project_directory = Some(dir.path().join("proj"));
+    let p = load(&opts).unwrap();
+    assert_eq!(p.services["w"].image.as_deref(), Some("b"));
+    assert_eq!(p.name, "proj");
+    // Relative paths resolve against the project directory.
+    let src = p.services["w"].volumes.as_ref().unwrap()[0]
+        .source
+        .clone()
+        .unwrap();
+    assert_eq!(src, dir.path().join("proj/data").to_str().unwrap());
+}
+
+#[test]
+fn a_document_reset_to_nothing_is_an_empty_project_not_a_crash() {
+    let (_d, mut opts) = project(&[]);
+    opts.files = vec!["-".into()];
+    opts.stdin = Some("services: {a: {image: x}}\n--- !reset\n{}\n".into());
+    let p = load(&opts).unwrap();
+    assert!(p.services.is_empty());
+}

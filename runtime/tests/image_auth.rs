@@ -52,6 +52,18 @@ fn start_fake(
     tag: &'static str,
     user: Option<(&'static str, &'static str)>,
 ) -> FakeRegistry {
+    start_fake_with(layout, repo, tag, user, false)
+}
+
+/// `flaky`: the first download of each layer blob stops half way (connection closed).
+fn start_fake_with(
+    layout: PathBuf,
+    repo: &'static str,
+    tag: &'static str,
+    user: Option<(&'static str, &'static str)>,
+    flaky: bool,
+) -> FakeRegistry {
+    let mut cut_once: std::collections::HashSet<String> = std::collections::HashSet::new();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen: Seen = Arc::new(Mutex::new(Vec::new()));
@@ -146,6 +158,16 @@ fn start_fake(
                     .join("blobs/sha256")
                     .join(digest.trim_start_matches("sha256:")),
             ) {
+                Ok(b) if flaky && b.len() > 100_000 && cut_once.insert(digest.clone()) => {
+                    // Announce the whole blob, send half, hang up.
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        b.len()
+                    );
+                    let _ = s.write_all(head.as_bytes());
+                    let _ = s.write_all(&b[..b.len() / 2]);
+                    let _ = s.shutdown(std::net::Shutdown::Both);
+                }
                 Ok(b) => respond(&mut s, "200 OK", &[("Content-Type", ct.into())], &b),
                 Err(_) => respond(&mut s, "404 Not Found", &[], b"{}"),
             }
@@ -227,5 +249,37 @@ fn bearer_token_request_sends_credentials_and_wrong_ones_are_unauthorized() {
     let img = store_with("hunter2")
         .ensure(&reference, PullPolicy::Always, None, &|_| {})
         .unwrap();
+    assert!(img.layers[0].join("bin/busybox").is_file());
+}
+
+#[test]
+fn a_connection_dropped_mid_layer_is_retried() {
+    let layout = tempfile::tempdir().unwrap();
+    let built = write_layout(
+        layout.path(),
+        "1",
+        &[ImageSpec::new(vec![(busybox_layer(), Compression::Gzip)])],
+    );
+    let fake = start_fake_with(layout.path().to_path_buf(), "team/flaky", "1", None, true);
+    let root = state_root();
+    let store = Store::open_with(root.path(), RegistryOptions::default()).unwrap();
+    let img = store
+        .ensure(
+            &format!("127.0.0.1:{}/team/flaky:1", fake.port),
+            PullPolicy::Always,
+            None,
+            &|_| {},
+        )
+        .unwrap();
+    assert_eq!(img.id.as_str(), built.images[0].2);
+    let layer = &built.images[0].3[0];
+    let gets = fake
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, _)| p.ends_with(layer.as_str()))
+        .count();
+    assert_eq!(gets, 2, "the layer was fetched twice");
     assert!(img.layers[0].join("bin/busybox").is_file());
 }

@@ -234,3 +234,24 @@ fn a_hostile_image_import_leaves_the_store_as_it_was() {
     }
     sb.assert_outside_untouched();
 }
+
+#[test]
+fn a_directory_replaced_by_a_symlink_does_not_get_times_set_through_it() {
+    let sb = Sandbox::new();
+    let victim = sb.outside().join("victim");
+    let before = std::fs::metadata(&victim).unwrap().modified().unwrap();
+    let mut l = LayerBuilder::new();
+    // `d/victim` is a directory whose mtime is applied at the end; meanwhile its parent `d`
+    // became a symlink to the outside folder, where `victim` is a file.
+    l.dir("d", 0o755)
+        .dir("d/victim", 0o755)
+        .symlink("d", sb.outside().to_str().unwrap());
+    sb.unpack(&l.finish()).unwrap();
+    assert!(std::fs::symlink_metadata(sb.layer().join("d"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let after = std::fs::metadata(&victim).unwrap().modified().unwrap();
+    assert_eq!(before, after, "outside file's mtime untouched");
+    sb.assert_outside_untouched();
+}

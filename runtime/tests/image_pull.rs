@@ -196,8 +196,31 @@ fn second_pull_of_a_present_image_costs_one_manifest_request() {
     open(root.path())
         .ensure(&reference, PullPolicy::Missing, None, &no_progress)
         .unwrap();
+    // daily: pulled a moment ago, so no request either.
+    open(root.path())
+        .ensure(&reference, PullPolicy::DAILY, None, &no_progress)
+        .unwrap();
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(reg.count_requests("/manifests/"), manifests + 1);
+    // A zero interval is due at once: one manifest request again.
+    open(root.path())
+        .ensure(
+            &reference,
+            PullPolicy::Every(Duration::ZERO),
+            None,
+            &no_progress,
+        )
+        .unwrap();
+    eventually("timed pull logged", Duration::from_secs(5), || {
+        (reg.count_requests("/manifests/") == manifests + 2).then_some(())
+    });
+}
+
+#[test]
+fn the_store_can_be_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Store>();
+    assert_send_sync::<runtime::image::Image>();
 }
 
 #[test]
@@ -526,4 +549,49 @@ fn a_pull_killed_mid_layer_leaves_no_half_image() {
         .ensure(&reference, PullPolicy::Missing, None, &no_progress)
         .unwrap();
     assert_eq!(std::fs::read(img.layers[0].join("big")).unwrap(), big);
+}
+
+#[test]
+fn docker_schema2_manifest_and_manifest_list_are_pulled() {
+    let reg = Registry::start();
+    let mut amd = ImageSpec::new(vec![(busybox_layer(), Compression::Gzip)]);
+    amd.architecture = "amd64".into();
+    let mut arm = ImageSpec::new(vec![(rich_layer(), Compression::Gzip)]);
+    arm.architecture = "arm64".into();
+    let layout = tempfile::tempdir().unwrap();
+    let built = write_layout(layout.path(), "t", &[amd, arm]);
+    reg.push_with(layout.path(), "t", "app/docker:1", &["--format", "v2s2"]);
+    // What the registry now serves is a Docker manifest list of Docker manifests.
+    let o = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}/app/docker:1", reg.host()))
+        .output()
+        .unwrap();
+    let raw: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        raw["mediaType"],
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+    let root = state_root();
+    let store = open(root.path());
+    let reference = format!("{}/app/docker:1", reg.host());
+    let img = store
+        .pull(
+            &reference,
+            Some(&Platform::parse("linux/arm64").unwrap()),
+            &no_progress,
+        )
+        .unwrap();
+    assert_eq!(img.architecture, "arm64");
+    // The config is carried over unchanged, so the image ID is the same.
+    assert_eq!(img.id.as_str(), built.images[1].2);
+    assert!(img.layers[0].join("srv/owned").is_file());
+    let amd = store
+        .pull(
+            &reference,
+            Some(&Platform::parse("linux/amd64").unwrap()),
+            &no_progress,
+        )
+        .unwrap();
+    assert!(amd.layers[0].join("bin/busybox").is_file());
 }

@@ -264,3 +264,42 @@ fn a_full_disk_is_a_clear_error_and_leaves_the_store_as_it_was() {
         assert_eq!(count(&store, sub), 0, "{sub}");
     }
 }
+
+#[test]
+fn the_host_busybox_becomes_a_runnable_image() {
+    let root = state_root();
+    let store = open(root.path());
+    let tar =
+        runtime::image::rootfs::busybox_rootfs_tar(Path::new(runtime::image::rootfs::HOST_BUSYBOX))
+            .unwrap();
+    let img = store
+        .import_rootfs_with_config(
+            &tar[..],
+            "busybox:offline",
+            &ImageConfig {
+                cmd: Some(vec!["sh".into()]),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let l = &img.layers[0];
+    assert_eq!(
+        std::fs::read_link(l.join("bin/sh")).unwrap(),
+        Path::new("busybox")
+    );
+    // The layer's busybox runs: it is the host's static binary.
+    let out = Command::new(l.join("bin/busybox"))
+        .arg("true")
+        .status()
+        .unwrap();
+    assert!(out.success());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(l.join("tmp"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o1777
+    );
+}

@@ -119,7 +119,7 @@ pub fn run(global: &GlobalArgs, args: ConfigArgs) -> anyhow::Result<ExitCode> {
         }
     } else {
         let mut v = serde_json::to_value(&project).context("rendering the project")?;
-        sort_maps(&mut v, 0);
+        sort_maps(&mut v, args.format == "json");
         escape_dollars(&mut v);
         if args.format == "json" {
             out = serde_json::to_string_pretty(&v)?;
@@ -135,24 +135,59 @@ pub fn run(global: &GlobalArgs, args: ConfigArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Go prints maps sorted by key: the top-level sections' entries and every mapping below a
-/// service's keys that is a Go map. Sorting every object below the top level gives the same.
-fn sort_maps(v: &mut Value, depth: usize) {
-    match v {
-        Value::Object(m) => {
-            if depth >= 1 {
-                m.sort_keys();
+/// Attributes whose values are mappings with user-chosen keys (Go maps, printed sorted).
+const MAP_ATTRIBUTES: &[&str] = &[
+    "environment",
+    "labels",
+    "annotations",
+    "sysctls",
+    "depends_on",
+    "networks",
+    "driver_opts",
+    "options",
+    "aux_addresses",
+    "args",
+    "ulimits",
+    "storage_opt",
+    "additional_contexts",
+    "models",
+];
+
+/// Orders keys as Docker Compose prints them: the project's keys and each section's entries
+/// sorted (Go maps there), mappings with user-chosen keys sorted, and the attributes of a
+/// service, network, port, mount, … in declaration order.
+fn sort_maps(v: &mut Value, json: bool) {
+    fn walk(v: &mut Value, sort_here: bool) {
+        match v {
+            Value::Object(m) => {
+                if sort_here {
+                    m.sort_keys();
+                }
+                for (k, x) in m.iter_mut() {
+                    walk(x, MAP_ATTRIBUTES.contains(&k.as_str()));
+                }
             }
-            for (_, x) in m.iter_mut() {
-                sort_maps(x, depth + 1);
-            }
+            Value::Array(a) => a.iter_mut().for_each(|x| walk(x, false)),
+            _ => {}
         }
-        Value::Array(a) => {
-            for x in a {
-                sort_maps(x, depth + 1);
-            }
+    }
+    let Value::Object(top) = v else { return };
+    // JSON prints the project's keys sorted; YAML in field order (name, services, networks, …).
+    if json {
+        top.sort_keys();
+    }
+    for (section, entries) in top.iter_mut() {
+        let Value::Object(entries) = entries else {
+            continue;
+        };
+        if section.starts_with("x-") {
+            continue;
         }
-        _ => {}
+        entries.sort_keys();
+        for (_, e) in entries.iter_mut() {
+            // Attributes in field order (compose-go's, mirrored by the model).
+            walk(e, false);
+        }
     }
 }
 

@@ -34,3 +34,117 @@ pub struct ExecArgs {
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     pub command: Vec<String>,
 }
+
+use std::io::IsTerminal;
+use std::os::fd::{AsFd, OwnedFd};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _, Result};
+use runtime::container as rt;
+
+use crate::supervisor::state::{pid_alive, ContainerStatus};
+
+use super::global::GlobalArgs;
+use super::project::{exit, Ctx};
+
+fn dup(fd: impl AsFd) -> Result<OwnedFd> {
+    Ok(fd.as_fd().try_clone_to_owned()?)
+}
+
+/// `rcompose exec`: run a process in the running container (its namespaces and cgroup) and
+/// pass its exit code through.
+pub fn run(g: &GlobalArgs, args: ExecArgs) -> Result<ExitCode> {
+    let ctx = Ctx::without_project(g)?;
+    let st = ctx.state()?;
+    let Some(c) = st
+        .containers
+        .values()
+        .find(|c| c.service == args.service && c.number == args.index && !c.oneoff)
+    else {
+        bail!("service {:?} is not running", args.service);
+    };
+    if c.status != ContainerStatus::Running || !c.pid.is_some_and(|p| pid_alive(p, c.pid_start)) {
+        bail!("container {} is not running", c.name);
+    }
+    let created = rt::Created::load(&ctx.paths.container_dir(&c.name).join("rt"))
+        .with_context(|| format!("container {}", c.name))?;
+    let runtime = rt::Runtime::new(&g.root)?;
+    rt::become_subreaper()?;
+    let tty = !args.no_tty && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let mut env = created.spec.process.env.clone();
+    for e in &args.env {
+        let key = e.split('=').next().unwrap_or(e);
+        env.retain(|x| x.split('=').next() != Some(key));
+        if e.contains('=') {
+            env.push(e.clone());
+        } else if let Ok(v) = std::env::var(e) {
+            env.push(format!("{e}={v}"));
+        }
+    }
+    let spec = rt::ExecSpec {
+        process: rt::ProcessSpec {
+            args: args.command.clone(),
+            env,
+            cwd: args
+                .workdir
+                .clone()
+                .or_else(|| created.spec.process.cwd.clone()),
+            user: args
+                .user
+                .clone()
+                .or_else(|| created.spec.process.user.clone()),
+            group_add: vec![],
+            tty,
+            stdin: args.interactive && !args.detach,
+        },
+        privileged: args.privileged,
+    };
+    if tty {
+        let pty = super::tty::Pty::open()?;
+        let p = created
+            .exec(&runtime, &spec, rt::Stdio::tty(pty.slave)?)
+            .with_context(|| format!("container {}", c.name))?;
+        if args.detach {
+            return Ok(ExitCode::SUCCESS);
+        }
+        let raw = super::tty::RawMode::enter()?;
+        let master = pty.master;
+        let pump = std::thread::spawn(move || super::tty::pump(master));
+        let status = rt::wait(p.pid)?;
+        // The pump ends when the last holder of the slave side is gone: drain the output.
+        let _ = pump.join();
+        drop(raw);
+        return Ok(exit(status.code()));
+    }
+    let stdin = if args.interactive && !args.detach {
+        Some(dup(std::io::stdin())?)
+    } else {
+        None
+    };
+    let (stdout, stderr) = if args.detach {
+        let null = || -> Result<OwnedFd> {
+            Ok(OwnedFd::from(
+                std::fs::OpenOptions::new().write(true).open("/dev/null")?,
+            ))
+        };
+        (null()?, null()?)
+    } else {
+        (dup(std::io::stdout())?, dup(std::io::stderr())?)
+    };
+    let p = created
+        .exec(
+            &runtime,
+            &spec,
+            rt::Stdio {
+                stdin,
+                stdout,
+                stderr,
+            },
+        )
+        .with_context(|| format!("container {}", c.name))?;
+    if args.detach {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let status = rt::wait(p.pid)?;
+    Ok(exit(status.code()))
+}

@@ -103,6 +103,10 @@ pub struct ImportArgs {
     pub tarball: String,
     /// Name for the new image
     pub reference: String,
+    /// Apply a Dockerfile instruction to the image config (repeatable): CMD, ENTRYPOINT,
+    /// ENV, WORKDIR, USER, EXPOSE, VOLUME, LABEL, STOPSIGNAL
+    #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
+    pub change: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -159,11 +163,18 @@ pub fn run(global: &GlobalArgs, args: ImageArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ImageCommand::Import(a) => {
+            let mut config = runtime::image::ImageConfig::default();
+            for c in &a.change {
+                runtime::image::change::apply_change(&mut config, c)?;
+            }
             let store = open_store(global, &[])?;
             let img = if a.tarball == "-" {
-                store.import_rootfs(std::io::stdin().lock(), &a.reference)?
+                store.import_rootfs_with_config(std::io::stdin().lock(), &a.reference, &config)?
             } else {
-                store.import_rootfs_path(std::path::Path::new(&a.tarball), &a.reference)?
+                let path = std::path::Path::new(&a.tarball);
+                let f = std::fs::File::open(path)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                store.import_rootfs_with_config(f, &a.reference, &config)?
             };
             println!("{}", img.id);
             Ok(ExitCode::SUCCESS)

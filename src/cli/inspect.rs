@@ -155,3 +155,341 @@ pub struct CompletionArgs {
     /// The shell: bash, zsh or fish
     pub shell: clap_complete::Shell,
 }
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use runtime::container as rt;
+use runtime::image as img;
+use serde_json::json;
+
+use crate::supervisor::api::Line;
+use crate::supervisor::daemon;
+use crate::supervisor::ops::Request;
+use crate::supervisor::state::{
+    list_projects, pid_alive, ContainerStatus, ProjectState, StateStore,
+};
+
+use super::global::GlobalArgs;
+use super::project::Ctx;
+use super::render::table;
+
+fn running_state(ctx: &Ctx) -> Result<ProjectState> {
+    let mut st = ctx.state()?;
+    for c in st.containers.values_mut() {
+        if matches!(c.status, ContainerStatus::Running | ContainerStatus::Paused)
+            && !c.pid.is_some_and(|p| pid_alive(p, c.pid_start))
+        {
+            c.status = ContainerStatus::Exited;
+        }
+    }
+    Ok(st)
+}
+
+fn handle(ctx: &Ctx, name: &str) -> Result<rt::Created> {
+    rt::Created::load(&ctx.paths.container_dir(name).join("rt"))
+        .with_context(|| format!("container {name}"))
+}
+
+/// `rcompose top`.
+pub fn top(g: &GlobalArgs, a: TopArgs) -> Result<ExitCode> {
+    let ctx = Ctx::without_project(g)?;
+    let st = running_state(&ctx)?;
+    for c in st.containers.values().filter(|c| {
+        c.status == ContainerStatus::Running
+            && (a.services.is_empty() || a.services.contains(&c.service))
+    }) {
+        let h = handle(&ctx, &c.name)?;
+        let mut rows = Vec::new();
+        for pid in h.processes().unwrap_or_default() {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map(|(_, r)| r.split_whitespace().collect())
+                .unwrap_or_default();
+            let ppid = fields.get(1).copied().unwrap_or("0").to_string();
+            let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with("Uid:"))
+                        .and_then(|l| l.split_whitespace().nth(1).map(String::from))
+                })
+                .unwrap_or_default();
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|b| {
+                    b.split(|x| *x == 0)
+                        .filter(|p| !p.is_empty())
+                        .map(|p| String::from_utf8_lossy(p).into_owned())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            rows.push(vec![uid, pid.to_string(), ppid, cmd]);
+        }
+        println!("{}", c.name);
+        print!("{}", table(&["UID", "PID", "PPID", "CMD"], &rows));
+        println!();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rcompose port`.
+pub fn port(g: &GlobalArgs, a: PortArgs) -> Result<ExitCode> {
+    let ctx = Ctx::without_project(g)?;
+    let st = ctx.state()?;
+    let Some(c) = st
+        .containers
+        .values()
+        .find(|c| c.service == a.service && c.number == a.index && !c.oneoff)
+    else {
+        bail!("service {:?} has no container {}", a.service, a.index);
+    };
+    match c
+        .ports
+        .iter()
+        .find(|p| p.container_port == a.private_port && p.protocol == a.protocol)
+    {
+        Some(p) => {
+            println!("{}:{}", p.host_ip, p.host_port);
+            Ok(ExitCode::SUCCESS)
+        }
+        None => bail!(
+            "no port {}/{} published for {}",
+            a.private_port,
+            a.protocol,
+            c.name
+        ),
+    }
+}
+
+/// `rcompose images`: the images of the project's containers.
+pub fn images(g: &GlobalArgs, a: ImagesArgs) -> Result<ExitCode> {
+    let ctx = Ctx::without_project(g)?;
+    let st = ctx.state()?;
+    let store = img::Store::open(&g.root)?;
+    let mut rows = Vec::new();
+    let mut json_rows = Vec::new();
+    for c in st
+        .containers
+        .values()
+        .filter(|c| a.services.is_empty() || a.services.contains(&c.service))
+    {
+        let Some(i) = store.get(&c.image)? else {
+            continue;
+        };
+        let id = i.id.to_string();
+        let short = id
+            .trim_start_matches("sha256:")
+            .chars()
+            .take(12)
+            .collect::<String>();
+        let (repo, tag) = match c.image.rsplit_once(':') {
+            Some((r, t)) if !t.contains('/') => (r.to_string(), t.to_string()),
+            _ => (c.image.clone(), "latest".to_string()),
+        };
+        if a.quiet {
+            println!("{id}");
+            continue;
+        }
+        json_rows.push(json!({"ContainerName": c.name, "Repository": repo, "Tag": tag, "ID": id, "Size": i.size}));
+        rows.push(vec![
+            c.name.clone(),
+            repo,
+            tag,
+            short,
+            format!("{}B", i.size),
+        ]);
+    }
+    if a.quiet {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.format == "json" {
+        println!("{}", serde_json::Value::Array(json_rows));
+    } else {
+        print!(
+            "{}",
+            table(
+                &["CONTAINER", "REPOSITORY", "TAG", "IMAGE ID", "SIZE"],
+                &rows
+            )
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rcompose ls`: projects recorded under this root.
+pub fn ls(g: &GlobalArgs, a: LsArgs) -> Result<ExitCode> {
+    let mut rows = Vec::new();
+    let mut objs = Vec::new();
+    for name in list_projects(&g.root) {
+        if let Some(f) = &a.filter {
+            if let Some(("name", v)) = f.split_once('=') {
+                if !name.contains(v) {
+                    continue;
+                }
+            }
+        }
+        let paths = crate::supervisor::state::ProjectPaths::new(&g.root, &g.run_dir, &name);
+        let Some(st) = StateStore::new(paths).load()? else {
+            continue;
+        };
+        let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+        for c in st.containers.values() {
+            let alive = c.pid.is_some_and(|p| pid_alive(p, c.pid_start));
+            let s = match c.status {
+                ContainerStatus::Running | ContainerStatus::Paused if alive => c.status.as_str(),
+                ContainerStatus::Running | ContainerStatus::Paused => "exited",
+                other => other.as_str(),
+            };
+            *counts.entry(s).or_default() += 1;
+        }
+        let running = counts.get("running").copied().unwrap_or(0);
+        if running == 0 && !a.all {
+            continue;
+        }
+        let status = counts
+            .iter()
+            .map(|(s, n)| format!("{s}({n})"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let files = st
+            .config_files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        if a.quiet {
+            println!("{name}");
+            continue;
+        }
+        objs.push(json!({"Name": name, "Status": status, "ConfigFiles": files}));
+        rows.push(vec![name, status, files]);
+    }
+    if a.quiet {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.format == "json" {
+        println!("{}", serde_json::Value::Array(objs));
+    } else {
+        print!("{}", table(&["NAME", "STATUS", "CONFIG FILES"], &rows));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rcompose stats`: CPU, memory and pids from the cgroups.
+pub fn stats(g: &GlobalArgs, a: StatsArgs) -> Result<ExitCode> {
+    let ctx = Ctx::without_project(g)?;
+    loop {
+        let st = running_state(&ctx)?;
+        let mut rows = Vec::new();
+        for c in st.containers.values().filter(|c| {
+            (a.all || c.status == ContainerStatus::Running)
+                && (a.services.is_empty() || a.services.contains(&c.service))
+        }) {
+            let Ok(h) = handle(&ctx, &c.name) else {
+                continue;
+            };
+            let s = h.stats().ok();
+            let v = serde_json::to_value(&s).unwrap_or_default();
+            let mem = v.get("memory_usage").and_then(|x| x.as_u64()).unwrap_or(0);
+            let limit = v.get("memory_limit").and_then(|x| x.as_u64()).unwrap_or(0);
+            let pids = v.get("pids").and_then(|x| x.as_u64()).unwrap_or(0);
+            let cpu = v.get("cpu_usage_ns").and_then(|x| x.as_u64()).unwrap_or(0);
+            if a.format == "json" {
+                println!(
+                    "{}",
+                    json!({"Name": c.name, "ID": c.name, "CPUTime": cpu, "MemUsage": mem, "MemLimit": limit, "PIDs": pids})
+                );
+            } else {
+                rows.push(vec![
+                    c.name.clone(),
+                    format!("{:.2}s", cpu as f64 / 1e9),
+                    format!(
+                        "{:.1}MiB / {:.1}MiB",
+                        mem as f64 / 1048576.0,
+                        limit as f64 / 1048576.0
+                    ),
+                    pids.to_string(),
+                ]);
+            }
+        }
+        if a.format != "json" {
+            print!(
+                "{}",
+                table(&["NAME", "CPU TIME", "MEM USAGE / LIMIT", "PIDS"], &rows)
+            );
+        }
+        if a.no_stream {
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// `rcompose events`: from the running supervisor.
+pub fn events(g: &GlobalArgs, a: EventsArgs) -> Result<ExitCode> {
+    let ctx = Ctx::without_project(g)?;
+    if !daemon::running(&ctx.paths) {
+        bail!(
+            "no supervisor runs for project {} (events come from the supervisor of a running project)",
+            ctx.name
+        );
+    }
+    daemon::call(&ctx.paths, &Request::Events, &mut |l| {
+        if let Line::Event(e) = l {
+            if a.json {
+                println!(
+                    "{}",
+                    json!({"time": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+                        "type": "container", "action": e.status.to_lowercase(), "id": e.name, "service": e.name})
+                );
+            } else {
+                println!(
+                    "{} {} {} {}",
+                    humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
+                    e.resource.as_str().to_lowercase(),
+                    e.status.to_lowercase(),
+                    e.name
+                );
+            }
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rcompose pull`: the images of the project's services.
+pub fn pull(g: &GlobalArgs, a: PullArgs) -> Result<ExitCode> {
+    let ctx = Ctx::with_project(g, &a.services)?;
+    let project = ctx.project.as_ref().expect("loaded");
+    let store = img::Store::open(&g.root)?;
+    let policy = img::PullPolicy::parse(a.policy.as_deref().unwrap_or("always"))?;
+    let mut failed = false;
+    for (name, svc) in &project.services {
+        if !a.services.is_empty() && !a.services.contains(name) {
+            continue;
+        }
+        let reference = crate::supervisor::spec::image_ref(project, svc);
+        if !a.quiet {
+            eprintln!(" Image {reference}  Pulling");
+        }
+        match store.ensure(&reference, policy, None, &|_| {}) {
+            Ok(_) => {
+                if !a.quiet {
+                    eprintln!(" Image {reference}  Pulled");
+                }
+            }
+            Err(e) if a.ignore_pull_failures => eprintln!(" Image {reference}  Error {e}"),
+            Err(e) => {
+                eprintln!(" Image {reference}  Error {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(18)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

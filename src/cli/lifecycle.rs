@@ -119,3 +119,147 @@ pub struct WaitArgs {
     #[arg(required = true)]
     pub services: Vec<String>,
 }
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use crate::supervisor::ops::Request;
+use crate::supervisor::spec::parse_signal;
+use crate::supervisor::state::{pid_alive, ContainerStatus};
+
+use super::global::GlobalArgs;
+use super::project::{exit, Ctx};
+use super::render::ProgressSink;
+
+fn send(g: &GlobalArgs, req: Request) -> Result<ExitCode> {
+    let ctx = Ctx::without_project(g)?;
+    let sink = ProgressSink::new(g, false);
+    if g.dry_run {
+        eprintln!("DRY-RUN MODE - {:?}", req);
+        return Ok(ExitCode::SUCCESS);
+    }
+    Ok(exit(ctx.send(&req, &sink)?))
+}
+
+pub fn start(g: &GlobalArgs, a: StartArgs) -> Result<ExitCode> {
+    let load = Some(Ctx::load_request(g, &a.services));
+    send(
+        g,
+        Request::Start {
+            services: a.services,
+            wait: a.wait.then(|| a.wait_timeout.unwrap_or(0)),
+            load,
+        },
+    )
+}
+
+pub fn stop(g: &GlobalArgs, a: StopArgs) -> Result<ExitCode> {
+    send(
+        g,
+        Request::Stop {
+            services: a.services,
+            timeout: a.timeout.map(Duration::from_secs),
+        },
+    )
+}
+
+pub fn restart(g: &GlobalArgs, a: RestartArgs) -> Result<ExitCode> {
+    let load = Some(Ctx::load_request(g, &a.services));
+    send(
+        g,
+        Request::Restart {
+            services: a.services,
+            timeout: a.timeout.map(Duration::from_secs),
+            load,
+        },
+    )
+}
+
+pub fn kill(g: &GlobalArgs, a: KillArgs) -> Result<ExitCode> {
+    let Some(signal) = parse_signal(&a.signal) else {
+        bail!("invalid signal {:?}", a.signal);
+    };
+    send(
+        g,
+        Request::Kill {
+            services: a.services,
+            signal,
+        },
+    )
+}
+
+pub fn pause(g: &GlobalArgs, a: PauseArgs, pause: bool) -> Result<ExitCode> {
+    send(
+        g,
+        Request::Pause {
+            services: a.services,
+            pause,
+        },
+    )
+}
+
+pub fn rm(g: &GlobalArgs, a: RmArgs) -> Result<ExitCode> {
+    // Docker Compose asks for confirmation without -f; rcompose never prompts.
+    let _ = a.force;
+    send(
+        g,
+        Request::Rm {
+            services: a.services,
+            stop: a.stop,
+            volumes: a.volumes,
+        },
+    )
+}
+
+/// `rcompose wait`: block until the services' containers exit, print their exit codes.
+pub fn wait(g: &GlobalArgs, a: WaitArgs) -> Result<ExitCode> {
+    let ctx = Ctx::without_project(g)?;
+    let st = ctx.state()?;
+    let names: Vec<String> = st
+        .containers
+        .values()
+        .filter(|c| a.services.contains(&c.service) && !c.oneoff)
+        .map(|c| c.name.clone())
+        .collect();
+    if names.is_empty() {
+        bail!("no containers for services {}", a.services.join(", "));
+    }
+    let mut last = 0;
+    let mut pending = names.clone();
+    while !pending.is_empty() {
+        let st = ctx.state()?;
+        pending.retain(|n| {
+            let Some(c) = st.containers.get(n) else {
+                return false;
+            };
+            let running = matches!(
+                c.status,
+                ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting
+            ) && (c.status == ContainerStatus::Restarting
+                || c.pid.is_some_and(|p| pid_alive(p, c.pid_start)));
+            if !running {
+                let code = c.exit_code.unwrap_or(0);
+                println!("{code}");
+                last = code;
+            }
+            running
+        });
+        if !pending.is_empty() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if a.down_project && pending.len() < names.len() {
+            let sink = ProgressSink::new(g, true);
+            ctx.send(
+                &Request::Down {
+                    options: Default::default(),
+                    parallel: 0,
+                },
+                &sink,
+            )?;
+            break;
+        }
+    }
+    Ok(exit(last))
+}

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+pub mod attach;
 pub mod config;
 pub mod down;
 pub mod exec;
@@ -14,11 +15,16 @@ pub mod image;
 pub mod inspect;
 pub mod lifecycle;
 pub mod logs;
+pub mod network;
+pub mod project;
 pub mod ps;
 pub mod render;
 pub mod run;
+pub mod tty;
 pub mod up;
+pub mod up_run;
 pub mod version;
+pub mod volume;
 
 /// Run Compose stacks with no Docker daemon: rcompose reads compose.yaml, pulls OCI images,
 /// creates bridge networks with service-name DNS and starts every service in its own
@@ -87,10 +93,24 @@ pub enum Command {
     Pull(inspect::PullArgs),
     /// Generate shell completions (bash, zsh, fish)
     Completion(inspect::CompletionArgs),
-    /// Show the rcompose version information
-    Version(version::VersionArgs),
     /// Manage images: ls, inspect, pull, rm, prune, import, load, save
     Image(image::ImageArgs),
+    /// Manage networks: ls, inspect, rm, prune
+    Network(network::NetworkArgs),
+    /// Manage volumes: ls, inspect, rm, prune
+    Volume(volume::VolumeArgs),
+    /// Show the rcompose version information
+    Version(version::VersionArgs),
+    /// Run the supervisor of a project (started by `up -d`; not for direct use)
+    #[command(name = "__supervise", hide = true)]
+    Supervise(SuperviseArgs),
+}
+
+/// The hidden `__supervise` verb.
+#[derive(Debug, clap::Args)]
+pub struct SuperviseArgs {
+    /// The project name
+    pub project: String,
 }
 
 /// Parse the command line, run the verb, map the outcome to an exit code.
@@ -99,22 +119,43 @@ pub fn main() -> ExitCode {
     init_tracing(&cli.global);
     let g = &cli.global;
     let result = match cli.command {
-        Command::Config(args) => config::run(g, args),
         Command::Version(args) => version::run(g, args),
+        Command::Config(args) => config::run(g, args),
         Command::Image(args) => image::run(g, args),
+        Command::Network(args) => network::run(g, args),
+        Command::Volume(args) => volume::run(g, args),
+        Command::Up(a) => up_run::up(g, a),
+        Command::Down(a) => up_run::down(g, a),
+        Command::Create(a) => up_run::create(g, a),
+        Command::Ps(a) => ps::run(g, a),
+        Command::Logs(a) => logs::run(g, a),
+        Command::Exec(a) => exec::run(g, a),
+        Command::Start(a) => lifecycle::start(g, a),
+        Command::Stop(a) => lifecycle::stop(g, a),
+        Command::Restart(a) => lifecycle::restart(g, a),
+        Command::Kill(a) => lifecycle::kill(g, a),
+        Command::Pause(a) => lifecycle::pause(g, a, true),
+        Command::Unpause(a) => lifecycle::pause(g, a, false),
+        Command::Rm(a) => lifecycle::rm(g, a),
+        Command::Wait(a) => lifecycle::wait(g, a),
+        Command::Top(a) => inspect::top(g, a),
+        Command::Port(a) => inspect::port(g, a),
+        Command::Images(a) => inspect::images(g, a),
+        Command::Ls(a) => inspect::ls(g, a),
+        Command::Stats(a) => inspect::stats(g, a),
+        Command::Events(a) => inspect::events(g, a),
+        Command::Pull(a) => inspect::pull(g, a),
+        Command::Supervise(a) => supervise(g, a),
         Command::Completion(args) => {
             let mut cmd = Cli::command();
             clap_complete::generate(args.shell, &mut cmd, "rcompose", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-        other => Err(anyhow::anyhow!(
-            "{}: not implemented yet",
-            format!("{other:?}")
-                .split('(')
-                .next()
-                .unwrap_or_default()
-                .to_lowercase()
+        Command::Run(a) => run::run(g, a),
+        Command::Attach(_) => Err(anyhow::anyhow!(
+            "attach: not implemented yet (use `logs -f`)"
         )),
+        Command::Cp(_) => Err(anyhow::anyhow!("cp: not implemented yet")),
     };
     match result {
         Ok(code) => code,
@@ -123,6 +164,15 @@ pub fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The detached supervisor's main: serve until nothing of the project runs any more.
+fn supervise(g: &global::GlobalArgs, a: SuperviseArgs) -> anyhow::Result<ExitCode> {
+    let paths = crate::supervisor::state::ProjectPaths::new(&g.root, &g.run_dir, &a.project);
+    let sup = crate::supervisor::daemon::Supervisor::start(&paths)?;
+    let _ = std::fs::write(paths.pid_file(), std::process::id().to_string());
+    sup.run_until_idle();
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_tracing(global: &global::GlobalArgs) {

@@ -8,11 +8,15 @@
 
 pub mod api;
 pub mod backend;
+pub mod daemon;
+pub mod engine;
 pub mod events;
 pub mod execute;
 pub mod logs;
 pub mod model;
 pub mod naming;
+pub mod ops;
 pub mod plan;
 pub mod reconcile;
+pub mod spec;
 pub mod state;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{Condition, DesiredProject};
+use super::model::{Condition, DesiredProject, RestartPolicy};
 use super::naming;
 use super::plan::{Action, Plan};
 use super::state::{ContainerRecord, ContainerStatus, ProjectState};
@@ -279,6 +279,13 @@ pub fn reconcile_up(desired: &DesiredProject, observed: &Observed, opts: &UpOpti
                             ));
                         }
                     }
+                    // A one-shot that completed on its own stays completed: a second `up`
+                    // touches nothing.
+                    (None, Some(c))
+                        if c.status == ContainerStatus::Exited
+                            && c.exit_code == Some(0)
+                            && !c.stopped_by_user
+                            && svc.restart == RestartPolicy::No => {}
                     (None, Some(c)) if !is_up(c) && !opts.no_start => {
                         let a = gate(&mut plan);
                         starts.push(plan.add(
@@ -396,6 +403,94 @@ pub fn reconcile_down(
     desired: Option<&DesiredProject>,
     opts: &DownOptions,
 ) -> Plan {
+    teardown(state, desired, opts, true)
+}
+
+/// Plan `stop`: the selected services' running containers, in reverse dependency order.
+pub fn reconcile_stop(
+    state: &ProjectState,
+    services: &[String],
+    timeout: Option<Duration>,
+) -> Plan {
+    let opts = DownOptions {
+        remove_orphans: true,
+        services: services.to_vec(),
+        timeout,
+        ..Default::default()
+    };
+    teardown(state, None, &opts, false)
+}
+
+/// Plan `start`: the selected services' stopped containers, dependencies first.
+pub fn reconcile_start(state: &ProjectState, services: &[String]) -> Plan {
+    let mut plan = Plan::default();
+    let selected: Vec<&ContainerRecord> = state
+        .containers
+        .values()
+        .filter(|c| !c.oneoff)
+        .filter(|c| services.is_empty() || services.contains(&c.service))
+        .collect();
+    let mut by_service: BTreeMap<&str, Vec<&ContainerRecord>> = BTreeMap::new();
+    for c in &selected {
+        by_service.entry(c.service.as_str()).or_default().push(c);
+    }
+    let mut steps: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    let mut done: BTreeSet<&str> = BTreeSet::new();
+    while done.len() < by_service.len() {
+        let ready: Vec<&str> = by_service
+            .iter()
+            .filter(|(s, _)| !done.contains(*s))
+            .filter(|(_, cs)| {
+                cs.iter().all(|c| {
+                    c.depends_on
+                        .iter()
+                        .all(|d| done.contains(d.as_str()) || !by_service.contains_key(d.as_str()))
+                })
+            })
+            .map(|(s, _)| *s)
+            .collect();
+        let ready = if ready.is_empty() {
+            by_service
+                .keys()
+                .copied()
+                .filter(|s| !done.contains(s))
+                .collect()
+        } else {
+            ready
+        };
+        for svc in ready {
+            let cs = &by_service[svc];
+            let after: Vec<usize> = cs
+                .iter()
+                .flat_map(|c| c.depends_on.iter())
+                .filter_map(|d| steps.get(d.as_str()))
+                .flatten()
+                .copied()
+                .collect();
+            let mut mine = Vec::new();
+            for c in cs.iter().filter(|c| !is_up(c)) {
+                mine.push(plan.add(
+                    Action::StartContainer {
+                        service: c.service.clone(),
+                        container: c.name.clone(),
+                    },
+                    format!("container is {}", c.status.as_str()),
+                    &after,
+                ));
+            }
+            steps.insert(svc, mine);
+            done.insert(svc);
+        }
+    }
+    plan
+}
+
+fn teardown(
+    state: &ProjectState,
+    desired: Option<&DesiredProject>,
+    opts: &DownOptions,
+    remove: bool,
+) -> Plan {
     let mut plan = Plan::default();
     let timeout = opts.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let is_orphan = |c: &ContainerRecord| {
@@ -488,6 +583,9 @@ pub fn reconcile_down(
                 } else {
                     after.clone()
                 };
+                if !remove {
+                    continue;
+                }
                 remove_steps.push(plan.add(
                     Action::RemoveContainer {
                         service: c.service.clone(),
@@ -502,7 +600,7 @@ pub fn reconcile_down(
         }
     }
 
-    if opts.services.is_empty() {
+    if opts.services.is_empty() && remove {
         let kept_nets: BTreeSet<&str> = kept
             .iter()
             .flat_map(|c| c.networks.iter().map(String::as_str))
@@ -744,6 +842,36 @@ mod tests {
 6. restart container demo-worker-1 (after 5): dependency db was recreated (restart: true)
 7. restart container demo-worker-2 (after 5): dependency db was recreated (restart: true)
 "
+        );
+    }
+
+    #[test]
+    fn a_completed_one_shot_stays_completed_but_a_stopped_one_starts_again() {
+        let p = demo();
+        let mut st = state_after_up(&p);
+        let m = st.containers.get_mut("demo-migrate-1").unwrap();
+        m.status = ContainerStatus::Exited;
+        m.exit_code = Some(0);
+        let obs = Observed {
+            state: st.clone(),
+            ..observed_all_present()
+        };
+        assert_eq!(
+            reconcile_up(&p, &obs, &UpOptions::default()).text(),
+            "nothing to do\n"
+        );
+        st.containers
+            .get_mut("demo-migrate-1")
+            .unwrap()
+            .stopped_by_user = true;
+        let obs = Observed {
+            state: st,
+            ..observed_all_present()
+        };
+        assert_eq!(
+            reconcile_up(&p, &obs, &UpOptions::default()).text(),
+            "1. wait for service db healthy: migrate depends on db (service_healthy)\n\
+             2. start container demo-migrate-1 (after 1): container is exited\n"
         );
     }
 

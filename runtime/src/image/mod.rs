@@ -17,11 +17,13 @@ use serde::{Deserialize, Serialize};
 
 pub mod archive;
 mod auth;
+pub mod change;
 pub mod digest;
 pub mod manifest;
 mod pull;
 pub mod reference;
 mod registry;
+pub mod rootfs;
 mod store;
 pub mod unpack;
 
@@ -242,6 +244,8 @@ pub enum ImageError {
     Digest(#[from] digest::DigestError),
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Change(#[from] change::ChangeError),
     #[error("invalid platform \"{0}\": expected os/arch[/variant]")]
     InvalidPlatform(String),
     #[error("{}: {source}", path.display())]

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use tracing::info;
+use tracing::{info, warn};
 
 use super::manifest::{parse_document, select_platform, ConfigFile, Document};
 use super::store::{now_secs, ImageRecord, LayerRecord, Store};
@@ -206,7 +206,6 @@ fn fetch_layer(
         digest: blob.clone(),
         size,
     });
-    let reader = store.client().blob(r, blob)?;
     let on_bytes = |done: u64| {
         progress(PullEvent::LayerProgress {
             digest: blob.clone(),
@@ -214,10 +213,42 @@ fn fetch_layer(
             size,
         })
     };
-    store.ingest_layer(reader, Some((blob, size)), Some(diff_id), &on_bytes)?;
+    // A connection dropped mid-layer is retried from the start (staging is discarded on
+    // every failure); verification, auth and not-found errors are not.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = store.client().blob(r, blob).and_then(|reader| {
+            store.ingest_layer(reader, Some((blob, size)), Some(diff_id), &on_bytes)
+        });
+        match result {
+            Ok(_) => break,
+            Err(e) if attempt < 3 && transient(&e) => {
+                warn!(digest = %blob, attempt, error = %e, "layer download failed, retrying");
+                std::thread::sleep(std::time::Duration::from_millis(300 * attempt));
+            }
+            Err(e) => return Err(e),
+        }
+    }
     progress(PullEvent::LayerDone {
         digest: blob.clone(),
         size,
     });
     Ok(())
+}
+
+/// Failures worth another attempt: the network, not the content.
+fn transient(e: &ImageError) -> bool {
+    match e {
+        ImageError::Unreachable { .. } => true,
+        ImageError::RegistryStatus { status, .. } => *status >= 500 || *status == 429,
+        ImageError::Unpack {
+            source: super::unpack::UnpackError::Read(io),
+            ..
+        } => !matches!(
+            io.kind(),
+            std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
+        ),
+        _ => false,
+    }
 }

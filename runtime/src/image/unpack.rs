@@ -71,9 +71,13 @@ pub fn unpack_layer<R: Read>(reader: R, dest: &Path) -> Result<UnpackStats, Unpa
         let mut entry = entry.map_err(UnpackError::Read)?;
         u.entry(&mut entry)?;
     }
-    // Directory times last: creating children changed them.
-    for (path, mtime) in u.dir_times.iter().rev() {
-        let _ = set_mtime(path, *mtime);
+    // Directory times last: creating children changed them. Only for directories still
+    // known to be real (a later entry may have replaced one, or an ancestor, by a symlink:
+    // `dirs` forgets a path and everything under it when that happens).
+    for (rel, mtime) in u.dir_times.iter().rev() {
+        if u.dirs.contains(rel) {
+            let _ = set_mtime(&dest.join(rel), *mtime);
+        }
     }
     Ok(u.stats)
 }
@@ -176,7 +180,7 @@ impl Unpacker<'_> {
                 std::os::unix::fs::lchown(&full, Some(uid), Some(gid)).map_err(wr)?;
                 fs::set_permissions(&full, fs::Permissions::from_mode(mode)).map_err(wr)?;
                 set_xattrs_path(&full, &xattrs).map_err(wr)?;
-                self.dir_times.push((full, mtime));
+                self.dir_times.push((rel.clone(), mtime));
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 let file = match create_file(&full) {

@@ -166,14 +166,14 @@ impl Registry {
 
     /// Push an OCI layout (all of its index) with skopeo to `name:tag` here.
     pub fn push(&self, layout: &Path, layout_tag: &str, name_tag: &str) {
+        self.push_with(layout, layout_tag, name_tag, &["--preserve-digests"])
+    }
+
+    /// Push with extra skopeo arguments (`--format v2s2` converts to Docker schema 2).
+    pub fn push_with(&self, layout: &Path, layout_tag: &str, name_tag: &str, extra: &[&str]) {
         let mut cmd = Command::new("skopeo");
-        cmd.args([
-            "copy",
-            "--all",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-            "-q",
-        ]);
+        cmd.args(["copy", "--all", "--dest-tls-verify=false", "-q"]);
+        cmd.args(extra);
         if let Some((u, p)) = &self.auth {
             cmd.arg(format!("--dest-creds={u}:{p}"));
         }

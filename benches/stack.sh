@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Benchmark of the orchestration path: a stack of 10 busybox services (image present, one
+# network, a depends_on chain), `up -d` and `down` medians with hyperfine, and the memory of
+# the detached supervisor. Needs root, busybox-static and hyperfine.
+#   benches/stack.sh [path/to/rcompose]   (default: a release build of this checkout)
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+rc="${1:-}"
+if [ -z "$rc" ]; then
+  cargo build --release --manifest-path "$repo/Cargo.toml" -p rcompose >&2
+  rc="${CARGO_TARGET_DIR:-$repo/target}/release/rcompose"
+fi
+work="$(mktemp -d /tmp/rc-bench-XXXXXX)"
+export RCOMPOSE_ROOT="$work/root" RCOMPOSE_RUN="$work/run" RCOMPOSE_NETWORK_POOL=10.213.250.0/24
+export COMPOSE_PROGRESS=quiet
+cleanup() { (cd "$work/stack" && "$rc" down -t 0 >/dev/null 2>&1) || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+# The image: busybox and its applets in one layer.
+mkdir -p "$work/rootfs/bin" "$work/rootfs/etc" "$work/stack"
+cp /usr/bin/busybox "$work/rootfs/bin/"
+for a in $("$work/rootfs/bin/busybox" --list); do [ "$a" = busybox ] || ln -sf busybox "$work/rootfs/bin/$a"; done
+echo 'root:x:0:0:root:/root:/bin/sh' > "$work/rootfs/etc/passwd"
+echo 'root:x:0:' > "$work/rootfs/etc/group"
+tar -C "$work/rootfs" -cf - . | "$rc" image import - bench/busybox:latest >/dev/null
+
+{
+  echo "name: bench"
+  echo "services:"
+  for i in $(seq 1 10); do
+    echo "  s$i:"
+    echo "    image: bench/busybox:latest"
+    echo "    init: true"
+    echo "    command: [\"sleep\", \"1000\"]"
+    if [ "$i" -gt 1 ]; then echo "    depends_on: [s$((i - 1))]"; fi
+  done
+} > "$work/stack/compose.yaml"
+cd "$work/stack"
+
+"$rc" up -d && "$rc" down -t 1   # warm caches
+hyperfine -N --runs 20 --export-json "$work/up.json" \
+  --prepare "$rc down -t 1" --cleanup "$rc down -t 1" -n "up -d (10 services)" "$rc up -d" >&2
+hyperfine -N --runs 20 --export-json "$work/down.json" \
+  --prepare "$rc up -d" -n "down (10 services)" "$rc down -t 1" >&2
+hyperfine -N --runs 20 --export-json "$work/cycle.json" \
+  -n "up -d + down (10 services)" "sh -c '$rc up -d && $rc down -t 1'" >&2
+
+"$rc" up -d
+sup=$(jq .supervisor.pid "$RCOMPOSE_ROOT/projects/bench/state.json")
+rss=$(awk '/VmRSS/ {print $2}' "/proc/$sup/status")
+# Processes per container: the container's own (init + sleep) and nothing else.
+extra=$(ps -o pid= --ppid "$sup" | while read -r p; do cat "/proc/$p/comm"; done | sort | uniq -c | tr '\n' ' ')
+"$rc" down -t 1
+median() { jq '.results[0].median * 1000 | floor' "$1"; }
+echo "up -d median: $(median "$work/up.json") ms"
+echo "down median: $(median "$work/down.json") ms"
+echo "up -d + down median: $(median "$work/cycle.json") ms"
+echo "supervisor RSS: $((rss / 1024)) MiB ($rss KiB)"
+echo "children of the supervisor: $extra"

@@ -1,0 +1,525 @@
+//! From the compose model to what the supervisor and the runtime need: the desired state of the
+//! project (`DesiredProject`, for the reconciler) and, per container, the runtime's
+//! `ContainerSpec` (image defaults merged with the service: entrypoint/command, environment,
+//! user, mounts, resources, security). Every compose decision is made here; the runtime gets
+//! plain data.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use runtime::container as rt;
+use runtime::image::{Image, ImageConfig};
+
+use super::model::{
+    Condition, Dependency, DesiredNetwork, DesiredProject, DesiredService, DesiredVolume,
+    Healthcheck, RestartPolicy,
+};
+use super::naming;
+
+/// The name of the network a service joins when it names none.
+pub const DEFAULT_NETWORK: &str = "default";
+
+/// Full name of a project network (`name:` or `<project>_<key>`).
+pub fn network_name(project: &compose::Project, key: &str) -> String {
+    project
+        .networks
+        .get(key)
+        .and_then(|n| n.name.clone())
+        .unwrap_or_else(|| naming::scoped_name(&project.name, key))
+}
+
+/// Full name of a project volume (`name:` or `<project>_<key>`).
+pub fn volume_name(project: &compose::Project, key: &str) -> String {
+    project
+        .volumes
+        .get(key)
+        .and_then(|v| v.name.clone())
+        .unwrap_or_else(|| naming::scoped_name(&project.name, key))
+}
+
+/// The network keys a service joins (none with `network_mode`).
+pub fn service_networks(svc: &compose::Service) -> Vec<String> {
+    if svc.network_mode.is_some() {
+        return Vec::new();
+    }
+    let names = svc.network_names();
+    if names.is_empty() && svc.networks.is_none() {
+        vec![DEFAULT_NETWORK.to_string()]
+    } else {
+        names.into_iter().map(String::from).collect()
+    }
+}
+
+/// Named volumes (keys of the top-level `volumes:`) a service mounts.
+pub fn service_named_volumes(project: &compose::Project, svc: &compose::Service) -> Vec<String> {
+    svc.volumes
+        .iter()
+        .flatten()
+        .filter(|v| v.kind == "volume")
+        .filter_map(|v| v.source.as_deref())
+        .filter(|s| project.volumes.contains_key(*s))
+        .map(String::from)
+        .collect()
+}
+
+/// `restart:` or, when set, `deploy.restart_policy` (condition + max_attempts).
+pub fn restart_policy(svc: &compose::Service) -> RestartPolicy {
+    if let Some(rp) = svc.deploy.as_ref().and_then(|d| d.restart_policy.as_ref()) {
+        let max = rp.max_attempts.map(|m| m.max(0) as u32);
+        return match rp.condition.as_deref() {
+            Some("none") => RestartPolicy::No,
+            Some("on-failure") => RestartPolicy::OnFailure { max },
+            _ => RestartPolicy::Always,
+        };
+    }
+    svc.restart
+        .as_deref()
+        .and_then(RestartPolicy::parse)
+        .unwrap_or_default()
+}
+
+fn to_condition(c: compose::model::DependencyCondition) -> Condition {
+    use compose::model::DependencyCondition as D;
+    match c {
+        D::ServiceStarted => Condition::ServiceStarted,
+        D::ServiceHealthy => Condition::ServiceHealthy,
+        D::ServiceCompletedSuccessfully => Condition::ServiceCompletedSuccessfully,
+    }
+}
+
+/// The healthcheck that applies: the service's (`disable: true` or `NONE` turn it off), over
+/// the image's; fields the service leaves unset come from the image, then Docker's defaults.
+pub fn healthcheck(svc: &compose::Service, image: Option<&ImageConfig>) -> Option<Healthcheck> {
+    let img = image.and_then(|i| i.healthcheck.as_ref());
+    let s = svc.healthcheck.as_ref();
+    if s.and_then(|h| h.disable).unwrap_or(false) {
+        return None;
+    }
+    let test = s
+        .and_then(|h| h.test.clone())
+        .or_else(|| img.map(|h| h.test.clone()))?;
+    let argv = match test.first().map(String::as_str) {
+        None | Some("NONE") => return None,
+        Some("CMD") => test[1..].to_vec(),
+        Some("CMD-SHELL") => rt::shell_form(&test[1..].join(" ")),
+        // A bare string in the file means CMD-SHELL.
+        Some(_) => rt::shell_form(&test.join(" ")),
+    };
+    if argv.is_empty() {
+        return None;
+    }
+    let mut h = Healthcheck::with_defaults(argv);
+    let pick = |sv: Option<Duration>, iv: Option<Duration>, default: Duration| {
+        sv.or(iv).filter(|d| !d.is_zero()).unwrap_or(default)
+    };
+    h.interval = pick(
+        s.and_then(|h| h.interval).map(|d| d.0),
+        img.and_then(|h| h.interval),
+        h.interval,
+    );
+    h.timeout = pick(
+        s.and_then(|h| h.timeout).map(|d| d.0),
+        img.and_then(|h| h.timeout),
+        h.timeout,
+    );
+    h.start_interval = pick(
+        s.and_then(|h| h.start_interval).map(|d| d.0),
+        img.and_then(|h| h.start_interval),
+        h.start_interval,
+    );
+    h.start_period = s
+        .and_then(|h| h.start_period)
+        .map(|d| d.0)
+        .or_else(|| img.and_then(|h| h.start_period))
+        .unwrap_or_default();
+    h.retries = s
+        .and_then(|h| h.retries)
+        .map(|r| r as u32)
+        .or_else(|| img.and_then(|h| h.retries))
+        .filter(|r| *r > 0)
+        .unwrap_or(h.retries);
+    Some(h)
+}
+
+/// The service's config hash, as stored on its containers.
+pub fn config_hash(svc: &compose::Service) -> String {
+    svc.config_hash()
+}
+
+/// The image reference of a service (`image:`, or `<project>-<service>` for build-only ones).
+pub fn image_ref(project: &compose::Project, svc: &compose::Service) -> String {
+    svc.image
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", project.name, svc.name))
+}
+
+/// The desired state of `project` (healthchecks from the service only: image healthchecks are
+/// added when the image is known, see `healthcheck`).
+pub fn desired(project: &compose::Project) -> DesiredProject {
+    let mut d = DesiredProject {
+        name: project.name.clone(),
+        ..Default::default()
+    };
+    let mut nets_used: BTreeMap<String, bool> = BTreeMap::new();
+    for (name, svc) in &project.services {
+        let networks: Vec<String> = service_networks(svc)
+            .iter()
+            .map(|k| {
+                let full = network_name(project, k);
+                let external = project
+                    .networks
+                    .get(k)
+                    .and_then(|n| n.external)
+                    .unwrap_or(false);
+                nets_used.insert(full.clone(), external);
+                full
+            })
+            .collect();
+        let volumes = service_named_volumes(project, svc)
+            .iter()
+            .map(|k| volume_name(project, k))
+            .collect();
+        let depends_on = svc
+            .depends_on
+            .iter()
+            .flatten()
+            .map(|(dep, spec)| Dependency {
+                service: dep.clone(),
+                condition: to_condition(spec.condition),
+                required: spec.required,
+                restart: spec.restart.unwrap_or(false),
+            })
+            .collect();
+        let pull_policy = match svc.pull_policy.as_deref() {
+            None | Some("if_not_present") => "missing".to_string(),
+            Some(p) => p.to_string(),
+        };
+        d.services.insert(
+            name.clone(),
+            DesiredService {
+                name: name.clone(),
+                image: image_ref(project, svc),
+                config_hash: config_hash(svc),
+                replicas: svc.replicas() as u32,
+                depends_on,
+                networks,
+                volumes,
+                pull_policy,
+                restart: restart_policy(svc),
+                healthcheck: healthcheck(svc, None),
+            },
+        );
+    }
+    for (full, external) in nets_used {
+        d.networks.insert(
+            full.clone(),
+            DesiredNetwork {
+                name: full,
+                external,
+            },
+        );
+    }
+    for key in project.volumes.keys() {
+        let full = volume_name(project, key);
+        let external = project.volumes[key].external.unwrap_or(false);
+        d.volumes.insert(
+            full.clone(),
+            DesiredVolume {
+                name: full,
+                external,
+            },
+        );
+    }
+    d
+}
+
+/// Parse a signal name (`SIGTERM`, `TERM`) or number.
+pub fn parse_signal(s: &str) -> Option<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Some(n);
+    }
+    let upper = s.to_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    nix::sys::signal::Signal::from_str(&name)
+        .ok()
+        .map(|s| s as i32)
+}
+
+/// Host files and folders a container's spec points at.
+pub struct SpecPaths<'a> {
+    /// The runtime's per-container state folder.
+    pub runtime_dir: &'a Path,
+    /// Folder for files bound into the container (hostname, hosts, resolv.conf).
+    pub files_dir: &'a Path,
+    /// `<root>/volumes`.
+    pub volumes_root: &'a Path,
+}
+
+/// How the container's network namespace is chosen, decided by the engine.
+pub struct NetChoice {
+    pub mode: rt::NetMode,
+    /// Host files for /etc/hosts and /etc/resolv.conf (None: leave the image's).
+    pub hosts: Option<PathBuf>,
+    pub resolv_conf: Option<PathBuf>,
+}
+
+/// The runtime spec for one container of `svc`.
+#[allow(clippy::too_many_arguments)]
+pub fn container_spec(
+    project: &compose::Project,
+    svc: &compose::Service,
+    image: &Image,
+    id: &str,
+    name: &str,
+    paths: &SpecPaths<'_>,
+    net: NetChoice,
+    anon_volume: &mut dyn FnMut(&str) -> PathBuf,
+) -> Result<rt::ContainerSpec, String> {
+    let cfg = &image.config;
+    // Entrypoint and command, Docker's rules: a service entrypoint drops the image's cmd.
+    let (entrypoint, cmd) = match &svc.entrypoint {
+        Some(ep) => (ep.clone(), svc.command.clone().unwrap_or_default()),
+        None => (
+            cfg.entrypoint.clone().unwrap_or_default(),
+            svc.command
+                .clone()
+                .or_else(|| cfg.cmd.clone())
+                .unwrap_or_default(),
+        ),
+    };
+    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if args.is_empty() {
+        return Err("no command specified (the image has no entrypoint or cmd)".into());
+    }
+    let mut env: Vec<String> = cfg.env.clone();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(
+            0,
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        );
+    }
+    for (k, v) in svc.environment.iter().flatten() {
+        if let Some(v) = v {
+            env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k.as_str()));
+            env.push(format!("{k}={v}"));
+        }
+    }
+    let hostname = svc.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+    if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+        env.push(format!("HOSTNAME={hostname}"));
+    }
+
+    let mut mounts = Vec::new();
+    std::fs::create_dir_all(paths.files_dir)
+        .map_err(|e| format!("create {}: {e}", paths.files_dir.display()))?;
+    let hostname_file = paths.files_dir.join("hostname");
+    std::fs::write(&hostname_file, format!("{hostname}\n"))
+        .map_err(|e| format!("write {}: {e}", hostname_file.display()))?;
+    mounts.push(rt::MountSpec::File {
+        source: hostname_file,
+        target: "/etc/hostname".into(),
+        read_only: false,
+    });
+    if let Some(h) = net.hosts {
+        mounts.push(rt::MountSpec::File {
+            source: h,
+            target: "/etc/hosts".into(),
+            read_only: false,
+        });
+    }
+    if let Some(r) = net.resolv_conf {
+        mounts.push(rt::MountSpec::File {
+            source: r,
+            target: "/etc/resolv.conf".into(),
+            read_only: false,
+        });
+    }
+    for v in svc.volumes.iter().flatten() {
+        let target = v.target.clone().unwrap_or_default();
+        let read_only = v.read_only.unwrap_or(false);
+        match v.kind.as_str() {
+            "bind" => {
+                let source = PathBuf::from(v.source.clone().unwrap_or_default());
+                mounts.push(rt::MountSpec::Bind {
+                    source,
+                    target,
+                    read_only,
+                    propagation: None,
+                    create_host_path: v
+                        .bind
+                        .as_ref()
+                        .and_then(|b| b.create_host_path)
+                        .unwrap_or(true),
+                });
+            }
+            "volume" => {
+                let source = match v.source.as_deref() {
+                    Some(key) if project.volumes.contains_key(key) => paths
+                        .volumes_root
+                        .join(volume_name(project, key))
+                        .join("_data"),
+                    Some(other) => paths.volumes_root.join(other).join("_data"),
+                    None => anon_volume(&target),
+                };
+                mounts.push(rt::MountSpec::Volume {
+                    source,
+                    target,
+                    read_only,
+                    nocopy: v.volume.as_ref().and_then(|o| o.nocopy).unwrap_or(false),
+                });
+            }
+            "tmpfs" => mounts.push(rt::MountSpec::Tmpfs {
+                target,
+                size: v
+                    .tmpfs
+                    .as_ref()
+                    .and_then(|t| t.size)
+                    .map(|b| b.0.max(0) as u64),
+                mode: None,
+            }),
+            other => return Err(format!("volume type {other} is not supported")),
+        }
+    }
+    for t in svc.tmpfs.iter().flatten() {
+        let target = t.split(':').next().unwrap_or(t).to_string();
+        mounts.push(rt::MountSpec::Tmpfs {
+            target,
+            size: None,
+            mode: None,
+        });
+    }
+    // Image volumes the service does not mount itself become anonymous volumes.
+    for target in &cfg.volumes {
+        let covered = mounts.iter().any(|m| match m {
+            rt::MountSpec::Bind { target: t, .. }
+            | rt::MountSpec::Volume { target: t, .. }
+            | rt::MountSpec::Tmpfs { target: t, .. }
+            | rt::MountSpec::File { target: t, .. } => t == target,
+        });
+        if !covered {
+            mounts.push(rt::MountSpec::Volume {
+                source: anon_volume(target),
+                target: target.clone(),
+                read_only: false,
+                nocopy: false,
+            });
+        }
+    }
+
+    let limits = svc
+        .deploy
+        .as_ref()
+        .and_then(|d| d.resources.as_ref())
+        .and_then(|r| r.limits.as_ref());
+    let resources = rt::Resources {
+        memory: svc
+            .mem_limit
+            .map(|b| b.0)
+            .or_else(|| limits.and_then(|l| l.memory).map(|b| b.0)),
+        memory_swap: svc.memswap_limit.map(|b| b.0),
+        memory_reservation: svc.mem_reservation.map(|b| b.0),
+        cpus: svc.cpus.or_else(|| limits.and_then(|l| l.cpus)),
+        cpu_shares: svc.cpu_shares.map(|s| s.max(0) as u64),
+        cpu_quota: svc.cpu_quota,
+        cpu_period: svc.cpu_period.map(|p| p.max(0) as u64),
+        cpuset_cpus: svc.cpuset.clone(),
+        cpuset_mems: None,
+        pids_limit: svc.pids_limit.or_else(|| limits.and_then(|l| l.pids)),
+        blkio_weight: None,
+    };
+    let security_opt = svc.security_opt.clone().unwrap_or_default();
+    let security = rt::SecuritySpec {
+        cap_add: svc.cap_add.clone().unwrap_or_default(),
+        cap_drop: svc.cap_drop.clone().unwrap_or_default(),
+        privileged: svc.privileged.unwrap_or(false),
+        seccomp_unconfined: security_opt
+            .iter()
+            .any(|o| o == "seccomp=unconfined" || o == "seccomp:unconfined"),
+        no_new_privileges: security_opt.iter().any(|o| {
+            o == "no-new-privileges"
+                || o == "no-new-privileges:true"
+                || o == "no-new-privileges=true"
+        }),
+        ulimits: svc
+            .ulimits
+            .iter()
+            .flatten()
+            .map(|(k, u)| {
+                let soft = u.single.or(u.soft).unwrap_or(0).max(0) as u64;
+                let hard = u.single.or(u.hard).unwrap_or(soft as i64).max(0) as u64;
+                (k.clone(), (soft, hard))
+            })
+            .collect(),
+        sysctls: svc
+            .sysctls
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        devices: svc
+            .devices
+            .iter()
+            .flatten()
+            .map(|d| rt::DeviceSpec {
+                host_path: PathBuf::from(&d.source),
+                container_path: d.target.clone().unwrap_or_else(|| d.source.clone()),
+                permissions: d.permissions.clone().unwrap_or_else(|| "rwm".into()),
+            })
+            .collect(),
+    };
+    let stop_signal = svc
+        .stop_signal
+        .as_deref()
+        .or(cfg.stop_signal.as_deref())
+        .and_then(parse_signal);
+    let ipc = match svc.ipc.as_deref() {
+        Some("host") => rt::ShareMode::Host,
+        _ => rt::ShareMode::New,
+    };
+    let pid = match svc.pid.as_deref() {
+        Some("host") => rt::ShareMode::Host,
+        _ => rt::ShareMode::New,
+    };
+    Ok(rt::ContainerSpec {
+        id: id.to_string(),
+        name: name.to_string(),
+        service: svc.name.clone(),
+        state_dir: paths.runtime_dir.to_path_buf(),
+        lower_dirs: image.layers.clone(),
+        process: rt::ProcessSpec {
+            args,
+            env,
+            cwd: svc.working_dir.clone().or_else(|| cfg.working_dir.clone()),
+            user: svc.user.clone().or_else(|| cfg.user.clone()),
+            group_add: svc.group_add.clone().unwrap_or_default(),
+            tty: svc.tty.unwrap_or(false),
+            stdin: svc.stdin_open.unwrap_or(false),
+        },
+        hostname: Some(hostname),
+        domainname: svc.domainname.clone(),
+        mounts,
+        read_only: svc.read_only.unwrap_or(false),
+        shm_size: svc.shm_size.map(|b| b.0.max(0) as u64),
+        resources,
+        security,
+        namespaces: rt::NamespaceSpec {
+            net: net.mode,
+            pid,
+            ipc,
+        },
+        init: svc.init.unwrap_or(false),
+        stop_signal,
+    })
+}
+
+/// The grace period before SIGKILL: `-t`, else `stop_grace_period`, else 10 s.
+pub fn stop_timeout(svc: Option<&compose::Service>, flag: Option<Duration>) -> Duration {
+    flag.or_else(|| svc.and_then(|s| s.stop_grace_period).map(|d| d.0))
+        .unwrap_or(Duration::from_secs(10))
+}
