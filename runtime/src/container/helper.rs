@@ -224,7 +224,7 @@ fn create(spec: &ContainerSpec, cgroup_root: &Path, cgroup_path: &Path) -> Resul
         ForkResult::Child => {
             drop(status_r);
             close_request_socket();
-            let message = container_process(spec, &privs, &status_w);
+            let message = container_process(spec, &privs, &status_w, cgroup_path);
             // After start the helper is gone: the error goes to the container's stderr.
             if nix::unistd::write(&status_w, format!("ERR {message}\n").as_bytes()).is_err() {
                 eprintln!("rcompose: service {}: {message}", spec.service);
@@ -255,7 +255,12 @@ fn create(spec: &ContainerSpec, cgroup_root: &Path, cgroup_path: &Path) -> Resul
 }
 
 /// Runs as pid 1 of the new namespaces. Returns only on error (the message).
-fn container_process(spec: &ContainerSpec, privs: &Privileges, status: &OwnedFd) -> String {
+fn container_process(
+    spec: &ContainerSpec,
+    privs: &Privileges,
+    status: &OwnedFd,
+    cgroup_path: &Path,
+) -> String {
     if let Err(e) = nix::unistd::setsid() {
         return format!("setsid: {e}");
     }
@@ -284,7 +289,7 @@ fn container_process(spec: &ContainerSpec, privs: &Privileges, status: &OwnedFd)
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    if let Err(e) = rootfs::setup(spec, &sysctls) {
+    if let Err(e) = rootfs::setup(spec, &sysctls, cgroup_path) {
         return e.to_string();
     }
     if let Some(h) = &spec.hostname {

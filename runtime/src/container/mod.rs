@@ -212,18 +212,83 @@ fn sealed_helper(path: &Path) -> std::io::Result<PathBuf> {
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     if !map.contains_key(path) {
-        let mut src = std::fs::File::open(path)?;
+        let image = read_loadable_image(path)?;
         let sealed = pentacle::SealOptions::new()
             .executable(true)
             .close_on_exec(true)
-            .copy_and_seal(&mut src)?;
+            .copy_and_seal(&mut std::io::Cursor::new(image))?;
         map.insert(path.to_path_buf(), sealed);
-    }
-    // Exec through the magic link: the fd is close-on-exec but still open while execve runs.
+    } // Exec through the magic link: the fd is close-on-exec but still open while execve runs.
     Ok(PathBuf::from(format!(
         "/proc/self/fd/{}",
         map[path].as_raw_fd()
     )))
+}
+
+/// The part of an ELF64 executable the kernel and the dynamic loader use: everything up to the
+/// end of the last segment, with the section header table dropped. Debug sections sit after
+/// the segments and are most of a release binary (35 MB of 36 here), so sealing only this
+/// makes the memfd copy ~30× smaller. `None` when the file is not a little-endian ELF64.
+fn loadable_image(elf: &[u8]) -> Option<Vec<u8>> {
+    let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u64_at = |o: usize| {
+        elf.get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+    };
+    if elf.get(..6)? != b"\x7fELF\x02\x01" {
+        return None;
+    }
+    let (phoff, phentsize, phnum) = (
+        u64_at(0x20)? as usize,
+        u16_at(0x36)? as usize,
+        u16_at(0x38)? as usize,
+    );
+    let mut end = phoff + phentsize * phnum;
+    for i in 0..phnum {
+        let ph = phoff + i * phentsize;
+        end = end.max((u64_at(ph + 8)? + u64_at(ph + 32)?) as usize);
+    }
+    if end > elf.len() {
+        return None;
+    }
+    let mut image = elf[..end].to_vec();
+    // No section headers: e_shoff, e_shnum, e_shstrndx.
+    image[0x28..0x30].fill(0);
+    image[0x3c..0x40].fill(0);
+    Some(image)
+}
+
+/// Read only the loadable part of the helper binary (see [`loadable_image`]): the header and
+/// program headers first, then the segments; the whole file when it is not an ELF64.
+fn read_loadable_image(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len() as usize;
+    let mut head = vec![0u8; 4096.min(len)];
+    file.read_exact_at(&mut head, 0)?;
+    let mut want = len;
+    if head.len() >= 64 && head.starts_with(b"\x7fELF\x02\x01") {
+        let phoff = u64::from_le_bytes(head[0x20..0x28].try_into().unwrap_or_default()) as usize;
+        let phentsize = u16::from_le_bytes([head[0x36], head[0x37]]) as usize;
+        let phnum = u16::from_le_bytes([head[0x38], head[0x39]]) as usize;
+        if phoff + phentsize * phnum <= head.len() {
+            want = (0..phnum)
+                .map(|i| {
+                    let ph = phoff + i * phentsize;
+                    let off =
+                        u64::from_le_bytes(head[ph + 8..ph + 16].try_into().unwrap_or_default());
+                    let size =
+                        u64::from_le_bytes(head[ph + 32..ph + 40].try_into().unwrap_or_default());
+                    (off + size) as usize
+                })
+                .max()
+                .unwrap_or(len)
+                .clamp(head.len(), len);
+        }
+    }
+    let mut bytes = vec![0u8; want];
+    file.read_exact_at(&mut bytes, 0)?;
+    Ok(loadable_image(&bytes).unwrap_or(bytes))
 }
 
 impl Runtime {
@@ -630,5 +695,23 @@ pub fn cleanup(state_dir: &Path) -> Result<()> {
         Ok(())
     } else {
         Err(Error::Cleanup { name, errors })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loadable_image_keeps_segments_and_drops_section_headers() {
+        let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let image = loadable_image(&exe).unwrap();
+        assert!(image.len() <= exe.len() && image.len() > 4096);
+        assert_eq!(&image[..4], b"\x7fELF");
+        assert_eq!(&image[0x28..0x30], &[0u8; 8]);
+        assert!(loadable_image(b"#!/bin/sh\n").is_none());
+        assert!(loadable_image(&exe[..100]).is_none());
+        let read = read_loadable_image(&std::env::current_exe().unwrap()).unwrap();
+        assert_eq!(read, image);
     }
 }

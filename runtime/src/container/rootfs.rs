@@ -206,7 +206,7 @@ pub const READONLY_PATHS: &[&str] = &[
 
 /// Build the whole filesystem view and pivot into it. `sysctls` are written once /proc is
 /// mounted and before /proc/sys turns read-only.
-pub fn setup(spec: &ContainerSpec, sysctls: &[(String, String)]) -> Result<()> {
+pub fn setup(spec: &ContainerSpec, sysctls: &[(String, String)], cgroup_path: &Path) -> Result<()> {
     // Nothing we mount may propagate back to the host.
     do_mount(
         None,
@@ -244,7 +244,7 @@ pub fn setup(spec: &ContainerSpec, sysctls: &[(String, String)]) -> Result<()> {
         }
     }
 
-    mount_cgroups(&sys_, spec.security.privileged)?;
+    mount_cgroups(&sys_, spec.security.privileged, cgroup_path)?;
     setup_dev(spec, &root)?;
 
     for m in &spec.mounts {
@@ -317,34 +317,36 @@ fn host_cgroup_mounts() -> Vec<(String, String, String)> {
     out
 }
 
-/// /sys/fs/cgroup as Docker shows it: a tmpfs with each hierarchy mounted fresh, so that the
-/// cgroup namespace makes the container's own cgroup its root; read-only unless privileged.
-fn mount_cgroups(sys_: &Path, privileged: bool) -> Result<()> {
+/// /sys/fs/cgroup as Docker shows it: a tmpfs with, for each v1 hierarchy, the container's own
+/// cgroup folder bound in (bind mounts, as runc does: mounting the hierarchies afresh costs
+/// ~20 ms of kernel time per container); read-only unless privileged.
+fn mount_cgroups(sys_: &Path, privileged: bool, cgroup_path: &Path) -> Result<()> {
     let base = sys_.join("fs/cgroup");
     if !base.is_dir() {
         return Ok(());
     }
-    let ro = if privileged {
-        MsFlags::empty()
-    } else {
-        MsFlags::MS_RDONLY
-    };
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
-    let mounts = host_cgroup_mounts();
     if fs::metadata("/sys/fs/cgroup/cgroup.controllers").is_ok() {
-        // Unified hierarchy only: one cgroup2 mount.
-        return do_mount(Some("cgroup2"), &base, Some("cgroup2"), flags | ro, None);
+        // Unified hierarchy only: the container's folder as the whole tree.
+        let own = Path::new("/sys/fs/cgroup").join(cgroup_path);
+        bind(&own, &base, MsFlags::empty())?;
+        if !privileged {
+            remount_ro(&base, flags)?;
+        }
+        return Ok(());
     }
     do_mount(Some("tmpfs"), &base, Some("tmpfs"), flags, Some("mode=755"))?;
-    for (name, fstype, opts) in &mounts {
-        let dir = base.join(name);
+    for (name, fstype, _opts) in host_cgroup_mounts() {
+        let own = Path::new("/sys/fs/cgroup").join(&name).join(cgroup_path);
+        if fstype != "cgroup" || !own.is_dir() {
+            continue;
+        }
+        let dir = base.join(&name);
         mkdir_p(&dir)?;
-        let data = if opts.is_empty() {
-            None
-        } else {
-            Some(opts.as_str())
-        };
-        do_mount(Some("cgroup"), &dir, Some(fstype), flags | ro, data)?;
+        bind(&own, &dir, MsFlags::empty())?;
+        if !privileged {
+            remount_ro(&dir, flags)?;
+        }
     }
     if !privileged {
         remount_ro_fs(&base, flags)?;
