@@ -251,7 +251,7 @@ impl Engine {
         let state = if persist {
             self.update(refresh)
         } else {
-            refresh(&mut self.snapshot())
+            refresh(&mut self.settled_snapshot())
         };
         let mut images_present = std::collections::BTreeSet::new();
         if let (Some(l), Ok(store)) = (self.loaded(), self.images()) {
@@ -265,6 +265,36 @@ impl Engine {
             state,
             images_present,
         }
+    }
+
+    /// The state as seen from outside a running supervisor (`up --dry-run`). A container whose
+    /// pid 1 just ended is the supervisor's child: it reaps it and records the exit code a few
+    /// moments later. Judging it here would see "exited, code unknown" mid-transition, so
+    /// reread the supervisor's state until it has recorded those exits (bounded wait).
+    fn settled_snapshot(&self) -> ProjectState {
+        let dead_up = |st: &ProjectState| {
+            st.containers.values().any(|c| {
+                matches!(c.status, ContainerStatus::Running | ContainerStatus::Paused)
+                    && !c.pid.is_some_and(|p| pid_alive(p, c.pid_start))
+            })
+        };
+        let supervised = |st: &ProjectState| {
+            st.supervisor
+                .as_ref()
+                .is_some_and(|s| pid_alive(s.pid, s.pid_start))
+        };
+        let mut st = self.snapshot();
+        if self.supervising {
+            return st;
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while dead_up(&st) && supervised(&st) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            if let Ok(Some(fresh)) = self.store.load() {
+                st = fresh;
+            }
+        }
+        st
     }
 
     /// The runtime handle of a container: in memory, or loaded from its state folder.
