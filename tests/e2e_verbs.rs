@@ -222,6 +222,11 @@ fn top_ls_images_and_port_errors() {
 #[test]
 fn verbs_without_a_supervisor_work_from_the_state_or_say_why() {
     let s = stack("nosup", 36);
+    // The supervisor collects the logs: what the container prints after it is killed is lost,
+    // so let it record "one" first.
+    eventually(Duration::from_secs(10), "app logged \"one\"", || {
+        s.ok(&["logs", "app"]).contains("one")
+    });
     let sup = s.state()["supervisor"]["pid"].as_i64().unwrap();
     let _ = std::process::Command::new("kill")
         .args(["-9", &sup.to_string()])

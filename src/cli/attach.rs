@@ -78,18 +78,31 @@ impl Printer {
 /// Follow the logs of the containers `select` picks until `stop` says so. New containers are
 /// picked up as they appear; `from_start` prints a container's whole log when it is first seen
 /// (attached `up`), otherwise only what comes after (logs already printed by the caller).
-/// `on_exit` is told when a container moves to `exited`.
+/// `on_exit` is told when a container moves to `exited`: compared with `before` (the state
+/// before the caller acted, e.g. before `up` started the containers), so an exit that happened
+/// before the first look still counts, and a container that was already exited and untouched
+/// does not.
 pub fn follow(
     paths: &ProjectPaths,
     printer: &mut Printer,
     select: &dyn Fn(&ContainerRecord) -> bool,
     from_start: bool,
+    before: Option<&ProjectState>,
     stop: &mut dyn FnMut(&ProjectState) -> bool,
     on_exit: &mut dyn FnMut(&mut Printer, &ContainerRecord),
 ) {
     let store = StateStore::new(paths.clone());
     let mut tails: BTreeMap<String, (Tail, ContainerRecord)> = BTreeMap::new();
-    let mut last_status: BTreeMap<String, ContainerStatus> = BTreeMap::new();
+    // Status and run (start time, restart count) last seen: a new run that exited is an exit.
+    let run = |c: &ContainerRecord| (c.status, c.started, c.restart_count);
+    let mut last_status: BTreeMap<String, (ContainerStatus, Option<u64>, u32)> = before
+        .map(|b| {
+            b.containers
+                .values()
+                .map(|c| (c.name.clone(), run(c)))
+                .collect()
+        })
+        .unwrap_or_default();
     loop {
         let st = store.load().ok().flatten().unwrap_or_default();
         for c in st.containers.values().filter(|c| select(c)) {
@@ -109,10 +122,8 @@ pub fn follow(
             any |= t.poll(&mut |e| printer.line(c, e));
         }
         for c in st.containers.values().filter(|c| select(c)) {
-            let prev = last_status.insert(c.name.clone(), c.status);
-            if c.status == ContainerStatus::Exited
-                && prev.is_some_and(|p| p != ContainerStatus::Exited)
-            {
+            let prev = last_status.insert(c.name.clone(), run(c));
+            if c.status == ContainerStatus::Exited && prev != Some(run(c)) {
                 // Print what it wrote last before saying it exited.
                 if let Some((t, rec)) = tails.get_mut(&c.name) {
                     t.poll(&mut |e| printer.line(rec, e));

@@ -517,6 +517,7 @@ pub fn attach(g: &GlobalArgs, a: AttachArgs) -> Result<ExitCode> {
         &mut printer,
         &move |r| r.name == name,
         false,
+        None,
         &mut |st| {
             st.containers.get(&c.name).is_none_or(|r| {
                 r.status == ContainerStatus::Exited

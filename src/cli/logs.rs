@@ -104,6 +104,7 @@ pub fn run(g: &GlobalArgs, args: LogsArgs) -> Result<ExitCode> {
             &mut printer,
             &select,
             false,
+            None,
             &mut |st| {
                 // Stop once nothing selected runs or can come back.
                 !st.containers.values().filter(|c| select(c)).any(|c| {

@@ -73,6 +73,9 @@ fn dry_run(ctx: &Ctx, options: &UpOptions) -> Result<ExitCode> {
 fn attached(ctx: &Ctx, args: &UpArgs, req: &Request, sink: &ProgressSink) -> Result<ExitCode> {
     let interrupts = Arc::new(AtomicUsize::new(0));
     count_signals(interrupts.clone())?;
+    // What ran before this `up`: a container that exits before the log follower first looks
+    // still counts as an exit (`--exit-code-from`, `--abort-on-container-exit`).
+    let before = ctx.state()?;
     let local: Option<Supervisor> = if daemon::running(&ctx.paths) {
         ctx.send(req, sink)?;
         None
@@ -139,6 +142,7 @@ fn attached(ctx: &Ctx, args: &UpArgs, req: &Request, sink: &ProgressSink) -> Res
         &mut printer,
         &select,
         true,
+        Some(&before),
         &mut |st: &ProjectState| {
             let n = interrupts.load(Ordering::SeqCst);
             if n > handled {

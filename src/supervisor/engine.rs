@@ -60,6 +60,31 @@ struct Live {
     created: Option<rt::Created>,
     /// A watcher thread waits for pid 1 of this process.
     watched: bool,
+    /// Log pumps of the current run still copying output into the log file.
+    pumps: Option<Arc<Pumps>>,
+}
+
+/// Counts the log pumps of one run that have not reached the end of their pipe, so that an
+/// exit is recorded only after everything the container wrote is in its log.
+#[derive(Default)]
+struct Pumps {
+    running: Mutex<usize>,
+    done: Condvar,
+}
+
+impl Pumps {
+    fn finished(&self) {
+        let mut n = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        *n = n.saturating_sub(1);
+        self.done.notify_all();
+    }
+
+    /// Wait (bounded: a process outside the container's pid namespace may keep a pipe open)
+    /// until every pump has drained its pipe.
+    fn wait(&self, timeout: Duration) {
+        let n = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = self.done.wait_timeout_while(n, timeout, |n| *n > 0);
+    }
 }
 
 pub struct Engine {
@@ -251,7 +276,7 @@ impl Engine {
         let state = if persist {
             self.update(refresh)
         } else {
-            refresh(&mut self.snapshot())
+            refresh(&mut self.settled_snapshot())
         };
         let mut images_present = std::collections::BTreeSet::new();
         if let (Some(l), Ok(store)) = (self.loaded(), self.images()) {
@@ -265,6 +290,36 @@ impl Engine {
             state,
             images_present,
         }
+    }
+
+    /// The state as seen from outside a running supervisor (`up --dry-run`). A container whose
+    /// pid 1 just ended is the supervisor's child: it reaps it and records the exit code a few
+    /// moments later. Judging it here would see "exited, code unknown" mid-transition, so
+    /// reread the supervisor's state until it has recorded those exits (bounded wait).
+    fn settled_snapshot(&self) -> ProjectState {
+        let dead_up = |st: &ProjectState| {
+            st.containers.values().any(|c| {
+                matches!(c.status, ContainerStatus::Running | ContainerStatus::Paused)
+                    && !c.pid.is_some_and(|p| pid_alive(p, c.pid_start))
+            })
+        };
+        let supervised = |st: &ProjectState| {
+            st.supervisor
+                .as_ref()
+                .is_some_and(|s| pid_alive(s.pid, s.pid_start))
+        };
+        let mut st = self.snapshot();
+        if self.supervising {
+            return st;
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while dead_up(&st) && supervised(&st) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            if let Ok(Some(fresh)) = self.store.load() {
+                st = fresh;
+            }
+        }
+        st
     }
 
     /// The runtime handle of a container: in memory, or loaded from its state folder.
@@ -329,8 +384,18 @@ impl Engine {
         match rt::logs::LogWriter::open(&log, opts) {
             Ok(w) => {
                 let w = Arc::new(Mutex::new(w));
-                pump(out_r, rt::logs::Stream::Stdout, w.clone());
-                pump(err_r, rt::logs::Stream::Stderr, w);
+                let pumps = Arc::new(Pumps {
+                    running: Mutex::new(2),
+                    done: Condvar::new(),
+                });
+                self.live
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(name.to_string())
+                    .or_default()
+                    .pumps = Some(pumps.clone());
+                pump(out_r, rt::logs::Stream::Stdout, w.clone(), pumps.clone());
+                pump(err_r, rt::logs::Stream::Stderr, w, pumps);
             }
             Err(e) => tracing::warn!("container {name}: log file {}: {e}", log.display()),
         }
@@ -594,6 +659,16 @@ impl Engine {
     }
 
     fn on_exit(self: &Arc<Self>, name: &str, pid: i32, code: i32) {
+        // Everything the container wrote reaches its log before it is reported exited.
+        let pumps = self
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .and_then(|l| l.pumps.clone());
+        if let Some(p) = pumps {
+            p.wait(Duration::from_secs(1));
+        }
         let stopping = self
             .stopping
             .lock()
@@ -1017,8 +1092,14 @@ fn port_spec(p: &compose::model::Port) -> Option<network::PortSpec> {
 }
 
 /// Copy a container's output pipe into its json-file log until the pipe closes.
-fn pump(fd: OwnedFd, stream: rt::logs::Stream, writer: Arc<Mutex<rt::logs::LogWriter>>) {
-    let _ = std::thread::Builder::new()
+fn pump(
+    fd: OwnedFd,
+    stream: rt::logs::Stream,
+    writer: Arc<Mutex<rt::logs::LogWriter>>,
+    pumps: Arc<Pumps>,
+) {
+    let on_failure = pumps.clone();
+    let spawned = std::thread::Builder::new()
         .name("log".into())
         .stack_size(128 << 10)
         .spawn(move || {
@@ -1039,7 +1120,12 @@ fn pump(fd: OwnedFd, stream: rt::logs::Stream, writer: Arc<Mutex<rt::logs::LogWr
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .flush_partial();
+            pumps.finished();
         });
+    if spawned.is_err() {
+        // Nothing will copy this pipe: do not wait for it.
+        on_failure.finished();
+    }
 }
 
 impl ImageBackend for Engine {
