@@ -251,6 +251,16 @@ pub fn parse_signal(s: &str) -> Option<i32> {
         .map(|s| s as i32)
 }
 
+/// Checks of a service that `up` makes before it creates anything: only namespaced `sysctls`
+/// (see [`rt::check_sysctl`]; `net.*` only with a network namespace of its own).
+pub fn check_service(svc: &compose::Service) -> Result<(), String> {
+    let host_network = svc.network_mode.as_deref() == Some("host");
+    for key in svc.sysctls.iter().flatten().map(|(k, _)| k) {
+        rt::check_sysctl(key, host_network).map_err(|e| format!("service {}: {e}", svc.name))?;
+    }
+    Ok(())
+}
+
 /// Host files and folders a container's spec points at.
 pub struct SpecPaths<'a> {
     /// The runtime's per-container state folder.
@@ -281,6 +291,7 @@ pub fn container_spec(
     net: NetChoice,
     anon_volume: &mut dyn FnMut(&str) -> PathBuf,
 ) -> Result<rt::ContainerSpec, String> {
+    check_service(svc)?;
     let cfg = &image.config;
     // Entrypoint and command, Docker's rules: a service entrypoint drops the image's cmd.
     let (entrypoint, cmd) = match &svc.entrypoint {
