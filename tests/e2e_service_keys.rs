@@ -68,3 +68,83 @@ services:
     .unwrap();
     refused(&s, &["service hostnet", "net.ipv4.ip_forward", "host"]);
 }
+
+#[test]
+fn secrets_and_configs_are_mounted_read_only_where_compose_puts_them() {
+    let mut s = Stack::new(
+        "secretcfg",
+        61,
+        &format!(
+            r#"
+services:
+  app:
+    image: {IMAGE}
+    command:
+      - sh
+      - -c
+      - |
+        echo "db=$$(cat /run/secrets/db_password)"
+        echo "token=$$(cat /run/secrets/api/token)"
+        echo "conf=$$(cat /app.conf)"
+        echo "inline=$$(cat /etc/inline.txt)"
+        echo "mode=$$(stat -c %a /etc/inline.txt)"
+        (echo x > /run/secrets/db_password) 2>/dev/null || echo "secret read-only"
+        (echo x > /app.conf) 2>/dev/null || echo "config read-only"
+        echo done
+    secrets:
+      - db_password
+      - source: token
+        target: api/token
+    configs:
+      - app.conf
+      - source: inline
+        target: /etc/inline.txt
+        mode: 0440
+secrets:
+  db_password:
+    file: ./db_password.txt
+  token:
+    environment: SECRET_TOKEN
+configs:
+  app.conf:
+    file: ./app.conf
+  inline:
+    content: hello inline
+"#
+        ),
+    );
+    std::fs::write(s.dir.join("db_password.txt"), "s3cret\n").unwrap();
+    std::fs::write(s.dir.join("app.conf"), "listen 80\n").unwrap();
+    let out = s
+        .cmd(&["up", "-d"])
+        .env("SECRET_TOKEN", "tok-123")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "up: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut logs = String::new();
+    support::eventually(
+        std::time::Duration::from_secs(10),
+        "the app's output",
+        || {
+            logs = s.ok(&["logs", "--no-log-prefix", "app"]);
+            logs.contains("done")
+        },
+    );
+    for line in [
+        "db=s3cret",
+        "token=tok-123",
+        "conf=listen 80",
+        "inline=hello inline",
+        "mode=440",
+        "secret read-only",
+        "config read-only",
+    ] {
+        assert!(logs.lines().any(|l| l == line), "no {line:?} in:\n{logs}");
+    }
+    s.no_down_on_drop();
+    s.down_and_check();
+}
