@@ -148,3 +148,51 @@ configs:
     s.no_down_on_drop();
     s.down_and_check();
 }
+
+#[test]
+fn stop_grace_period_bounds_stop_and_down_without_t() {
+    let mut s = Stack::new(
+        "graceperiod",
+        62,
+        &format!(
+            r#"
+services:
+  stubborn:
+    image: {IMAGE}
+    command: ["sh", "-c", "trap '' TERM; echo ready; while :; do sleep 1; done"]
+    stop_grace_period: 1s
+"#
+        ),
+    );
+    let ready = |s: &Stack| {
+        support::eventually(
+            std::time::Duration::from_secs(10),
+            "stubborn ignoring SIGTERM",
+            || s.ok(&["logs", "stubborn"]).matches("ready").count() >= 1,
+        )
+    };
+    let timed = |args: &[&str]| {
+        let t = std::time::Instant::now();
+        s.ok(args);
+        t.elapsed()
+    };
+    s.ok(&["up", "-d"]);
+    ready(&s);
+    // Without `-t` a stop waits the service's 1 s, not Docker's default 10 s.
+    let took = timed(&["stop"]);
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "stop took {took:?}"
+    );
+    s.ok(&["start"]);
+    support::eventually(std::time::Duration::from_secs(10), "a second ready", || {
+        s.ok(&["logs", "stubborn"]).matches("ready").count() >= 2
+    });
+    let took = timed(&["down", "-v"]);
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "down took {took:?}"
+    );
+    s.no_down_on_drop();
+    s.assert_no_leaks();
+}

@@ -622,9 +622,3 @@ pub fn container_spec(
         stop_signal,
     })
 }
-
-/// The grace period before SIGKILL: `-t`, else `stop_grace_period`, else 10 s.
-pub fn stop_timeout(svc: Option<&compose::Service>, flag: Option<Duration>) -> Duration {
-    flag.or_else(|| svc.and_then(|s| s.stop_grace_period).map(|d| d.0))
-        .unwrap_or(Duration::from_secs(10))
-}
