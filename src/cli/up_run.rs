@@ -27,6 +27,10 @@ pub fn up(g: &GlobalArgs, args: UpArgs) -> Result<ExitCode> {
         bail!("--build: rcompose has no image builder; build the image elsewhere and import it");
     }
     let ctx = Ctx::with_project(g, &args.services)?;
+    // Refused before a supervisor starts or anything is created.
+    for svc in ctx.project.iter().flat_map(|p| p.services.values()) {
+        crate::supervisor::spec::check_service(svc).map_err(anyhow::Error::msg)?;
+    }
     let options = UpOptions {
         services: args.services.clone(),
         no_deps: args.no_deps,

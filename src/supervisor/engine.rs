@@ -1312,6 +1312,7 @@ impl ContainerBackend for Arc<Engine> {
                 .collect(),
             netns: own_netns.then(|| self.netns_pin(name)),
             stopped_by_user: false,
+            stop_grace_period: svc.stop_grace_period.map(|d| d.0),
             runtime: serde_json::Value::Null,
         };
         self.update(|st| st.containers.insert(name.to_string(), record));

@@ -121,6 +121,9 @@ pub enum OpError {
     NotLoaded,
     #[error("no such service: {0}")]
     NoSuchService(String),
+    /// A service `up` refuses before creating anything (e.g. a sysctl that is not namespaced).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Where an operation reports: progress events and free-text messages.
@@ -357,6 +360,11 @@ pub fn up(
     for s in &options.services {
         if !loaded.desired.services.contains_key(s) {
             return Err(OpError::NoSuchService(s.clone()));
+        }
+    }
+    for name in loaded.desired.select(&options.services, options.no_deps) {
+        if let Some(svc) = loaded.project.services.get(&name) {
+            super::spec::check_service(svc).map_err(OpError::Invalid)?;
         }
     }
     engine.shutting_down.store(false, Ordering::SeqCst);

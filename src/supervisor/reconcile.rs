@@ -51,6 +51,12 @@ pub struct Observed {
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The grace period before SIGKILL, as Docker Compose decides it: `-t`/`--timeout`, else the
+/// service's `stop_grace_period` (recorded on the container), else 10 s.
+pub fn stop_timeout(flag: Option<Duration>, c: &ContainerRecord) -> Duration {
+    flag.or(c.stop_grace_period).unwrap_or(DEFAULT_TIMEOUT)
+}
+
 fn is_up(c: &ContainerRecord) -> bool {
     matches!(
         c.status,
@@ -62,7 +68,6 @@ fn is_up(c: &ContainerRecord) -> bool {
 pub fn reconcile_up(desired: &DesiredProject, observed: &Observed, opts: &UpOptions) -> Plan {
     let mut plan = Plan::default();
     let state = &observed.state;
-    let timeout = opts.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let selected: BTreeSet<String> = desired
         .select(&opts.services, opts.no_deps)
         .into_iter()
@@ -230,7 +235,7 @@ pub fn reconcile_up(desired: &DesiredProject, observed: &Observed, opts: &UpOpti
                                 Action::StopContainer {
                                     service: name.clone(),
                                     container: cname.clone(),
-                                    timeout,
+                                    timeout: stop_timeout(opts.timeout, c),
                                 },
                                 cause.clone(),
                                 &[],
@@ -297,7 +302,7 @@ pub fn reconcile_up(desired: &DesiredProject, observed: &Observed, opts: &UpOpti
                             &a,
                         ));
                     }
-                    (None, Some(_)) => {
+                    (None, Some(c)) => {
                         // Up to date and running: restart it only if a dependency that asks
                         // for it was recreated.
                         for dep in svc.depends_on.iter().filter(|d| d.restart) {
@@ -307,7 +312,7 @@ pub fn reconcile_up(desired: &DesiredProject, observed: &Observed, opts: &UpOpti
                                     Action::RestartContainer {
                                         service: name.clone(),
                                         container: cname.clone(),
-                                        timeout,
+                                        timeout: stop_timeout(opts.timeout, c),
                                     },
                                     format!(
                                         "dependency {} was recreated (restart: true)",
@@ -330,7 +335,7 @@ pub fn reconcile_up(desired: &DesiredProject, observed: &Observed, opts: &UpOpti
                         Action::StopContainer {
                             service: name.clone(),
                             container: c.name.clone(),
-                            timeout,
+                            timeout: stop_timeout(opts.timeout, c),
                         },
                         format!("scaled down to {replicas}"),
                         &[],
@@ -364,7 +369,7 @@ pub fn reconcile_up(desired: &DesiredProject, observed: &Observed, opts: &UpOpti
                         Action::StopContainer {
                             service: c.service.clone(),
                             container: c.name.clone(),
-                            timeout,
+                            timeout: stop_timeout(opts.timeout, c),
                         },
                         format!("orphan: service {} is not in the compose file", c.service),
                         &[],
@@ -492,7 +497,6 @@ fn teardown(
     remove: bool,
 ) -> Plan {
     let mut plan = Plan::default();
-    let timeout = opts.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let is_orphan = |c: &ContainerRecord| {
         desired.is_some_and(|d| !c.oneoff && !d.services.contains_key(&c.service))
     };
@@ -573,7 +577,7 @@ fn teardown(
                         Action::StopContainer {
                             service: c.service.clone(),
                             container: c.name.clone(),
-                            timeout,
+                            timeout: stop_timeout(opts.timeout, c),
                         },
                         format!("container is {}", c.status.as_str()),
                         &after,
@@ -764,6 +768,7 @@ mod tests {
                         depends_on: s.depends_on.iter().map(|d| d.service.clone()).collect(),
                         netns: None,
                         stopped_by_user: false,
+                        stop_grace_period: None,
                         runtime: serde_json::Value::Null,
                     },
                 );
@@ -940,6 +945,33 @@ mod tests {
 3. start container demo-web-1 (after 2): created by this plan
 "
         );
+    }
+
+    #[test]
+    fn stops_wait_t_else_stop_grace_period_else_10_s() {
+        let p = demo();
+        let mut st = state_after_up(&p);
+        st.containers
+            .get_mut("demo-db-1")
+            .unwrap()
+            .stop_grace_period = Some(Duration::from_secs(1));
+        let timeouts = |plan: &Plan| -> BTreeMap<String, Duration> {
+            plan.steps
+                .iter()
+                .filter_map(|s| match &s.action {
+                    Action::StopContainer {
+                        container, timeout, ..
+                    } => Some((container.clone(), *timeout)),
+                    _ => None,
+                })
+                .collect()
+        };
+        let t = timeouts(&reconcile_down(&st, None, &DownOptions::default()));
+        assert_eq!(t["demo-db-1"], Duration::from_secs(1));
+        assert_eq!(t["demo-web-1"], Duration::from_secs(10));
+        let t = timeouts(&reconcile_stop(&st, &[], Some(Duration::from_secs(3))));
+        assert_eq!(t["demo-db-1"], Duration::from_secs(3));
+        assert_eq!(t["demo-web-1"], Duration::from_secs(3));
     }
 
     #[test]

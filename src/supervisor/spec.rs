@@ -251,6 +251,105 @@ pub fn parse_signal(s: &str) -> Option<i32> {
         .map(|s| s as i32)
 }
 
+/// Checks of a service that `up` makes before it creates anything: only namespaced `sysctls`
+/// (see [`rt::check_sysctl`]; `net.*` only with a network namespace of its own).
+pub fn check_service(svc: &compose::Service) -> Result<(), String> {
+    let host_network = svc.network_mode.as_deref() == Some("host");
+    for key in svc.sysctls.iter().flatten().map(|(k, _)| k) {
+        rt::check_sysctl(key, host_network).map_err(|e| format!("service {}: {e}", svc.name))?;
+    }
+    Ok(())
+}
+
+/// Where a service secret or config appears in the container, as Docker Compose places it:
+/// secrets at `/run/secrets/<source>` (a relative `target` under `/run/secrets`), configs at
+/// `/<source>` (a relative `target` under `/`).
+pub fn file_object_target(kind: &str, r: &compose::model::FileReference) -> String {
+    let dir = if kind == "secret" { "/run/secrets" } else { "" };
+    match r.target.as_deref() {
+        Some(t) if t.starts_with('/') => t.to_string(),
+        Some(t) if !t.is_empty() => format!("{dir}/{t}"),
+        _ => format!("{dir}/{}", r.source),
+    }
+}
+
+/// The read-only mount of one service secret or config (`kind`): the top-level `file:` bound
+/// as it is, or `environment:` / `content:` written to a file under `files_dir` (with the
+/// reference's `mode`, default 0444, and `uid`/`gid`).
+fn file_object_mount(
+    project: &compose::Project,
+    kind: &str,
+    r: &compose::model::FileReference,
+    files_dir: &Path,
+) -> Result<rt::MountSpec, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let objects = if kind == "secret" {
+        &project.secrets
+    } else {
+        &project.configs
+    };
+    let name = &r.source;
+    let obj = objects
+        .get(name)
+        .ok_or_else(|| format!("{kind} {name:?} is not declared in the top-level {kind}s"))?;
+    let target = file_object_target(kind, r);
+    if obj.external.unwrap_or(false) {
+        return Err(format!(
+            "{kind} {name:?} is external: external {kind}s need Swarm, rcompose has none"
+        ));
+    }
+    if let Some(file) = &obj.file {
+        let source = PathBuf::from(file);
+        let meta = std::fs::metadata(&source)
+            .map_err(|e| format!("{kind} {name:?}: file {}: {e}", source.display()))?;
+        return Ok(if meta.is_dir() {
+            rt::MountSpec::Bind {
+                source,
+                target,
+                read_only: true,
+                propagation: None,
+                create_host_path: false,
+            }
+        } else {
+            rt::MountSpec::File {
+                source,
+                target,
+                read_only: true,
+            }
+        });
+    }
+    let content = if let Some(var) = &obj.environment {
+        project
+            .environment
+            .get(var)
+            .cloned()
+            .ok_or_else(|| format!("{kind} {name:?}: environment variable {var} is not set"))?
+    } else if let Some(c) = &obj.content {
+        c.clone()
+    } else {
+        return Err(format!(
+            "{kind} {name:?} has no file, environment or content"
+        ));
+    };
+    let dir = files_dir.join(format!("{kind}s"));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let source = dir.join(name.replace('/', "_"));
+    std::fs::write(&source, content).map_err(|e| format!("write {}: {e}", source.display()))?;
+    let mode = r.mode.map(|m| m.0).unwrap_or(0o444);
+    std::fs::set_permissions(&source, std::fs::Permissions::from_mode(mode & 0o7777))
+        .map_err(|e| format!("chmod {}: {e}", source.display()))?;
+    let id = |v: &Option<String>| v.as_deref().and_then(|s| s.parse::<u32>().ok());
+    if r.uid.is_some() || r.gid.is_some() {
+        std::os::unix::fs::chown(&source, id(&r.uid), id(&r.gid))
+            .map_err(|e| format!("chown {}: {e}", source.display()))?;
+    }
+    Ok(rt::MountSpec::File {
+        source,
+        target,
+        read_only: true,
+    })
+}
+
 /// Host files and folders a container's spec points at.
 pub struct SpecPaths<'a> {
     /// The runtime's per-container state folder.
@@ -281,6 +380,7 @@ pub fn container_spec(
     net: NetChoice,
     anon_volume: &mut dyn FnMut(&str) -> PathBuf,
 ) -> Result<rt::ContainerSpec, String> {
+    check_service(svc)?;
     let cfg = &image.config;
     // Entrypoint and command, Docker's rules: a service entrypoint drops the image's cmd.
     let (entrypoint, cmd) = match &svc.entrypoint {
@@ -339,6 +439,11 @@ pub fn container_spec(
             target: "/etc/resolv.conf".into(),
             read_only: false,
         });
+    }
+    for (kind, refs) in [("secret", &svc.secrets), ("config", &svc.configs)] {
+        for r in refs.iter().flatten() {
+            mounts.push(file_object_mount(project, kind, r, paths.files_dir)?);
+        }
     }
     for v in svc.volumes.iter().flatten() {
         let target = v.target.clone().unwrap_or_default();
@@ -516,10 +621,4 @@ pub fn container_spec(
         init: svc.init.unwrap_or(false),
         stop_signal,
     })
-}
-
-/// The grace period before SIGKILL: `-t`, else `stop_grace_period`, else 10 s.
-pub fn stop_timeout(svc: Option<&compose::Service>, flag: Option<Duration>) -> Duration {
-    flag.or_else(|| svc.and_then(|s| s.stop_grace_period).map(|d| d.0))
-        .unwrap_or(Duration::from_secs(10))
 }

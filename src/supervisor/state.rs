@@ -204,6 +204,10 @@ pub struct ContainerRecord {
     /// `docker stop`ped by the user: `unless-stopped` and `always` do not bring it back.
     #[serde(default)]
     pub stopped_by_user: bool,
+    /// The service's `stop_grace_period`: how long a stop waits before SIGKILL when the
+    /// command line gives no `-t` (unset: 10 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace_period: Option<Duration>,
     /// Opaque record the container runtime returned at create time, handed back to it for
     /// kill / cleanup after a crash.
     #[serde(default)]
@@ -476,6 +480,7 @@ mod tests {
             depends_on: vec![],
             netns: None,
             stopped_by_user: false,
+            stop_grace_period: None,
             runtime: serde_json::Value::Null,
         }
     }

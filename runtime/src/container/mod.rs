@@ -368,6 +368,12 @@ impl Runtime {
     pub fn create(&self, spec: &ContainerSpec, stdio: Stdio) -> Result<Created> {
         let span = tracing::debug_span!("container", name = %spec.name, service = %spec.service);
         let _g = span.enter();
+        // Before anything exists: a global sysctl would change the host's kernel.
+        spec.check_sysctls().map_err(|message| Error::Create {
+            service: spec.service.clone(),
+            name: spec.name.clone(),
+            message,
+        })?;
         let name = spec.name.clone();
         let io = |what: &str| {
             let name = name.clone();

@@ -197,3 +197,87 @@ pub struct ExecSpec {
     /// Extra privileges for `exec --privileged`.
     pub privileged: bool,
 }
+
+/// The `kernel.*` sysctls that belong to the IPC namespace (Docker's list).
+const IPC_SYSCTLS: &[&str] = &[
+    "kernel.msgmax",
+    "kernel.msgmnb",
+    "kernel.msgmni",
+    "kernel.sem",
+    "kernel.shmall",
+    "kernel.shmmax",
+    "kernel.shmmni",
+    "kernel.shm_rmid_forced",
+];
+
+/// Whether `key` may be set in a container, as Docker decides: only namespaced sysctls (the IPC
+/// `kernel.*` ones, `fs.mqueue.*`, and `net.*` when the container has its own network
+/// namespace). Anything else would change the host's kernel. The key is written under
+/// `/proc/sys` with dots as slashes, so slashes, empty parts and `..` are refused too.
+pub fn check_sysctl(key: &str, host_network: bool) -> Result<(), String> {
+    if key.is_empty() || key.contains('/') || key.split('.').any(|p| p.is_empty() || p == "..") {
+        return Err(format!("sysctl {key:?} is not a valid sysctl name"));
+    }
+    if IPC_SYSCTLS.contains(&key) || key.starts_with("fs.mqueue.") {
+        return Ok(());
+    }
+    if key.starts_with("net.") {
+        if host_network {
+            return Err(format!(
+                "sysctl {key:?} is not allowed in the host's network namespace \
+                 (network_mode: host)"
+            ));
+        }
+        return Ok(());
+    }
+    Err(format!(
+        "sysctl {key:?} is not allowed: it is not namespaced and would change the host's kernel \
+         (allowed: kernel.msgmax, kernel.msgmnb, kernel.msgmni, kernel.sem, kernel.shmall, \
+         kernel.shmmax, kernel.shmmni, kernel.shm_rmid_forced, fs.mqueue.*, net.*)"
+    ))
+}
+
+impl ContainerSpec {
+    /// Every sysctl of the spec passes [`check_sysctl`].
+    pub fn check_sysctls(&self) -> Result<(), String> {
+        let host_network = self.namespaces.net == NetMode::Host;
+        for key in self.security.sysctls.keys() {
+            check_sysctl(key, host_network)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod sysctl_tests {
+    use super::check_sysctl;
+
+    #[test]
+    fn only_namespaced_sysctls_pass() {
+        for ok in [
+            "kernel.shmmax",
+            "kernel.sem",
+            "kernel.shm_rmid_forced",
+            "fs.mqueue.msg_max",
+            "net.ipv4.ip_forward",
+            "net.core.somaxconn",
+        ] {
+            assert_eq!(check_sysctl(ok, false), Ok(()), "{ok}");
+        }
+        for bad in [
+            "vm.swappiness",
+            "kernel.pid_max",
+            "kernel.shm",
+            "fs.file-max",
+            "net",
+            "net..ipv4",
+            "net.ipv4/../../vm/swappiness",
+            "net.ipv4.conf...",
+            "",
+        ] {
+            assert!(check_sysctl(bad, false).is_err(), "{bad}");
+        }
+        assert!(check_sysctl("net.ipv4.ip_forward", true).is_err());
+        assert_eq!(check_sysctl("kernel.msgmax", true), Ok(()));
+    }
+}

@@ -1,0 +1,198 @@
+//! End-to-end: service keys whose effect `up` must apply (or refuse) exactly as Docker
+//! Compose does: `sysctls` (namespaced only), `secrets` and `configs` (mounted read-only),
+//! `stop_grace_period` (how long a stop waits before SIGKILL).
+
+mod support;
+
+use support::{Stack, IMAGE};
+
+/// `up -d` fails before anything exists: no container, no state, nothing of the root left.
+fn refused(s: &Stack, needles: &[&str]) {
+    let out = s.rc(&["up", "-d"]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "up accepted it:\n{err}");
+    for n in needles {
+        assert!(err.contains(n), "error lacks {n:?}:\n{err}");
+    }
+    assert!(!s.state_file().exists(), "up recorded state:\n{err}");
+    s.assert_no_leaks();
+}
+
+#[test]
+fn sysctls_that_are_not_namespaced_are_refused_before_anything_is_created() {
+    // The host's own values: even a broken check would not change the host.
+    let host = |k: &str| {
+        std::fs::read_to_string(format!("/proc/sys/{}", k.replace('.', "/")))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let s = Stack::new(
+        "sysctlglobal",
+        60,
+        &format!(
+            r#"
+services:
+  fine:
+    image: {IMAGE}
+    command: ["sleep", "1000"]
+    sysctls:
+      net.ipv4.ip_forward: "1"
+  app:
+    image: {IMAGE}
+    command: ["sleep", "1000"]
+    sysctls:
+      vm.swappiness: "{}"
+"#,
+            host("vm.swappiness")
+        ),
+    );
+    refused(&s, &["service app", "vm.swappiness"]);
+
+    // net.* is namespaced only when the container has its own network namespace.
+    std::fs::write(
+        s.dir.join("compose.yaml"),
+        format!(
+            r#"
+services:
+  hostnet:
+    image: {IMAGE}
+    command: ["sleep", "1000"]
+    network_mode: host
+    sysctls:
+      net.ipv4.ip_forward: "{}"
+"#,
+            host("net.ipv4.ip_forward")
+        ),
+    )
+    .unwrap();
+    refused(&s, &["service hostnet", "net.ipv4.ip_forward", "host"]);
+}
+
+#[test]
+fn secrets_and_configs_are_mounted_read_only_where_compose_puts_them() {
+    let mut s = Stack::new(
+        "secretcfg",
+        61,
+        &format!(
+            r#"
+services:
+  app:
+    image: {IMAGE}
+    command:
+      - sh
+      - -c
+      - |
+        echo "db=$$(cat /run/secrets/db_password)"
+        echo "token=$$(cat /run/secrets/api/token)"
+        echo "conf=$$(cat /app.conf)"
+        echo "inline=$$(cat /etc/inline.txt)"
+        echo "mode=$$(stat -c %a /etc/inline.txt)"
+        (echo x > /run/secrets/db_password) 2>/dev/null || echo "secret read-only"
+        (echo x > /app.conf) 2>/dev/null || echo "config read-only"
+        echo done
+    secrets:
+      - db_password
+      - source: token
+        target: api/token
+    configs:
+      - app.conf
+      - source: inline
+        target: /etc/inline.txt
+        mode: 0440
+secrets:
+  db_password:
+    file: ./db_password.txt
+  token:
+    environment: SECRET_TOKEN
+configs:
+  app.conf:
+    file: ./app.conf
+  inline:
+    content: hello inline
+"#
+        ),
+    );
+    std::fs::write(s.dir.join("db_password.txt"), "s3cret\n").unwrap();
+    std::fs::write(s.dir.join("app.conf"), "listen 80\n").unwrap();
+    let out = s
+        .cmd(&["up", "-d"])
+        .env("SECRET_TOKEN", "tok-123")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "up: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut logs = String::new();
+    support::eventually(
+        std::time::Duration::from_secs(10),
+        "the app's output",
+        || {
+            logs = s.ok(&["logs", "--no-log-prefix", "app"]);
+            logs.contains("done")
+        },
+    );
+    for line in [
+        "db=s3cret",
+        "token=tok-123",
+        "conf=listen 80",
+        "inline=hello inline",
+        "mode=440",
+        "secret read-only",
+        "config read-only",
+    ] {
+        assert!(logs.lines().any(|l| l == line), "no {line:?} in:\n{logs}");
+    }
+    s.no_down_on_drop();
+    s.down_and_check();
+}
+
+#[test]
+fn stop_grace_period_bounds_stop_and_down_without_t() {
+    let mut s = Stack::new(
+        "graceperiod",
+        62,
+        &format!(
+            r#"
+services:
+  stubborn:
+    image: {IMAGE}
+    command: ["sh", "-c", "trap '' TERM; echo ready; while :; do sleep 1; done"]
+    stop_grace_period: 1s
+"#
+        ),
+    );
+    let ready = |s: &Stack| {
+        support::eventually(
+            std::time::Duration::from_secs(10),
+            "stubborn ignoring SIGTERM",
+            || s.ok(&["logs", "stubborn"]).matches("ready").count() >= 1,
+        )
+    };
+    let timed = |args: &[&str]| {
+        let t = std::time::Instant::now();
+        s.ok(args);
+        t.elapsed()
+    };
+    s.ok(&["up", "-d"]);
+    ready(&s);
+    // Without `-t` a stop waits the service's 1 s, not Docker's default 10 s.
+    let took = timed(&["stop"]);
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "stop took {took:?}"
+    );
+    s.ok(&["start"]);
+    support::eventually(std::time::Duration::from_secs(10), "a second ready", || {
+        s.ok(&["logs", "stubborn"]).matches("ready").count() >= 2
+    });
+    let took = timed(&["down", "-v"]);
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "down took {took:?}"
+    );
+    s.no_down_on_drop();
+    s.assert_no_leaks();
+}
