@@ -247,12 +247,7 @@ pub fn down(g: &GlobalArgs, args: DownArgs) -> Result<ExitCode> {
     // The supervisor exits after answering `down`: wait for it, so that nothing of the project
     // runs once `down` returns.
     if let Some((pid, start)) = sup_pid {
-        for _ in 0..500 {
-            if !crate::supervisor::state::pid_alive(pid, start) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        crate::supervisor::state::wait_gone(pid, start, Duration::from_secs(5));
     }
     Ok(exit(code))
 }

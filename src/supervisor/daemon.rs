@@ -92,6 +92,9 @@ impl Supervisor {
             last_active.clone(),
             done.clone(),
         );
+        // The thread that will run `run_until_idle`: woken when a request ends, so that it
+        // exits right after answering `down` instead of at its next tick.
+        let main = std::thread::current();
         api::serve(&socket, move |req, out| {
             b.fetch_add(1, Ordering::SeqCst);
             let result = match serde_json::from_slice::<Request>(&req.body) {
@@ -122,6 +125,7 @@ impl Supervisor {
             out.send(&Line::Result(result));
             *l.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
             b.fetch_sub(1, Ordering::SeqCst);
+            main.unpark();
         })
         .map_err(|source| DaemonError::Socket {
             path: socket.clone(),
@@ -160,7 +164,7 @@ impl Supervisor {
         }
         let mut last_observe = Instant::now();
         loop {
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::park_timeout(Duration::from_millis(50));
             if term.load(Ordering::SeqCst) {
                 self.stop_all(None);
                 break;

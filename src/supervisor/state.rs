@@ -453,6 +453,15 @@ pub fn pid_alive(pid: i32, start: Option<u64>) -> bool {
     }
 }
 
+/// Wait until the process `pid` (started at `start`) is gone, at most `within`. It need not
+/// be our child, so this polls `/proc` (two small reads) at a short interval.
+pub fn wait_gone(pid: i32, start: Option<u64>, within: Duration) {
+    let deadline = Instant::now() + within;
+    while pid_alive(pid, start) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
