@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use super::digest::{HashReader, TeeHashReader};
-use super::manifest::{self, ConfigFile, ContainerConfig, Descriptor, Manifest, RootFs};
+use super::manifest::{self, ConfigFile, ContainerConfig, RootFs};
 use super::registry::{Client, RegistryOptions};
 use super::unpack::unpack_layer;
 use super::{io_err, Digest, Image, ImageConfig, ImageError, Platform, PullEvent, PullPolicy};
@@ -599,43 +599,7 @@ impl Store {
             serde_json::json!([{"created": created, "created_by": "rcompose image import"}]);
         let cfg_bytes = serde_json::to_vec(&cfg_json).expect("config serializes");
         let id = self.put_blob(&cfg_bytes, None, "image config")?;
-        let m = Manifest {
-            schema_version: 2,
-            media_type: Some(manifest::OCI_MANIFEST.into()),
-            config: Descriptor {
-                media_type: manifest::OCI_CONFIG.into(),
-                digest: id.clone(),
-                size: cfg_bytes.len() as u64,
-                platform: None,
-                annotations: Default::default(),
-            },
-            layers: layers
-                .iter()
-                .map(|l| Descriptor {
-                    media_type: l.media_type.into(),
-                    digest: l.blob.clone(),
-                    size: l.size,
-                    platform: None,
-                    annotations: Default::default(),
-                })
-                .collect(),
-        };
-        let m_bytes = serde_json::to_vec(&m).expect("manifest serializes");
-        let manifest_digest = self.put_blob(&m_bytes, None, "image manifest")?;
-        Ok(ImageRecord {
-            id,
-            manifest_digest,
-            manifest_media_type: manifest::OCI_MANIFEST.into(),
-            layers: layers
-                .iter()
-                .map(|l| LayerRecord {
-                    blob: l.blob.clone(),
-                    media_type: l.media_type.into(),
-                    size: l.size,
-                    diff_id: l.diff_id.clone(),
-                })
-                .collect(),
-        })
+        self.record_for(&id, cfg_bytes.len() as u64, layers)
     }
 
     /// Give an existing image another name (`docker tag`).
