@@ -657,6 +657,46 @@ impl Networks {
         Ok(())
     }
 
+    /// Forgets `container`'s endpoint on `network` without deleting its veth, for a caller
+    /// that destroys the container's network namespace: the kernel then removes both ends of
+    /// the veth with the namespace, for all namespaces that die together in one batch, where
+    /// an `RTM_DELLINK` per veth waits for an RCU grace period under the rtnl lock each (tens
+    /// of ms apiece, serialized). Returns the host-side veth name, so the caller can wait for
+    /// it to go (or delete it if it does not).
+    pub fn release(&self, network: &str, container: &str) -> Result<String> {
+        let mut lk = state::lock(&self.dir)?;
+        let rec = lk
+            .state
+            .networks
+            .get_mut(network)
+            .ok_or_else(|| NetworkError::Unknown(network.to_owned()))?;
+        let ep = rec
+            .endpoints
+            .remove(container)
+            .ok_or_else(|| NetworkError::NotConnected {
+                network: network.to_owned(),
+                container: container.to_owned(),
+            })?;
+        lk.save()?;
+        Ok(ep.host_veth)
+    }
+
+    /// Deletes a host-side veth by name (after [`Networks::release`], when the namespace
+    /// did not take it away). A missing link is not an error.
+    pub fn delete_veth(&self, host_veth: &str) -> Result<()> {
+        if !Path::new("/sys/class/net").join(host_veth).exists() {
+            return Ok(());
+        }
+        Netlink::open()
+            .and_then(|mut nl| nl.del_link(host_veth))
+            .map(|_| ())
+            .map_err(|source| NetworkError::Endpoint {
+                network: String::new(),
+                container: host_veth.to_owned(),
+                source,
+            })
+    }
+
     /// Disconnects `container` from every network it is on (container removal).
     pub fn disconnect_all(&self, container: &str) -> Result<()> {
         let nets: Vec<String> = self

@@ -251,6 +251,26 @@ impl Engine {
     /// Observe: the state file with liveness checked against the kernel (a container whose pid
     /// 1 is gone and that no thread of ours watches has exited), and the images present.
     pub fn observe(&self, persist: bool) -> Observed {
+        let state = self.observe_state(persist);
+        let mut images_present = std::collections::BTreeSet::new();
+        if let (Some(l), Ok(store)) = (self.loaded(), self.images()) {
+            let wanted: std::collections::BTreeSet<&String> =
+                l.desired.services.values().map(|s| &s.image).collect();
+            for image in wanted {
+                if matches!(store.get(image), Ok(Some(_))) {
+                    images_present.insert(image.clone());
+                }
+            }
+        }
+        Observed {
+            state,
+            images_present,
+        }
+    }
+
+    /// The containers part of `observe`, for verbs that never create (`down`, `stop`, `kill`):
+    /// no image record is read.
+    pub fn observe_state(&self, persist: bool) -> ProjectState {
         let watched: HashSet<String> = self
             .live
             .lock()
@@ -273,22 +293,10 @@ impl Engine {
             }
             st.clone()
         };
-        let state = if persist {
+        if persist {
             self.update(refresh)
         } else {
             refresh(&mut self.settled_snapshot())
-        };
-        let mut images_present = std::collections::BTreeSet::new();
-        if let (Some(l), Ok(store)) = (self.loaded(), self.images()) {
-            for s in l.desired.services.values() {
-                if matches!(store.get(&s.image), Ok(Some(_))) {
-                    images_present.insert(s.image.clone());
-                }
-            }
-        }
-        Observed {
-            state,
-            images_present,
         }
     }
 
@@ -603,13 +611,40 @@ impl Engine {
                 errors.push(e.to_string());
             }
         }
+        // Our own namespace: unpin it first and let the kernel take the veths with it (one
+        // batch for every namespace that dies at the same time, instead of one RTM_DELLINK per
+        // veth, each waiting for an RCU grace period under the rtnl lock). Then wait for the
+        // host ends to vanish, deleting any that stays (a process outside still holding the
+        // namespace).
+        let pinned_gone = rec
+            .netns
+            .as_ref()
+            .map(|pin| match network::Netns::remove(pin) {
+                Ok(()) => true,
+                Err(e) => {
+                    errors.push(e.to_string());
+                    false
+                }
+            })
+            .unwrap_or(false);
+        let mut released = Vec::new();
         for net in &rec.networks {
-            if let Err(e) = self.networks.disconnect(net, &rec.name) {
+            if pinned_gone {
+                match self.networks.release(net, &rec.name) {
+                    Ok(v) => released.push(v),
+                    Err(e) => tracing::debug!("release {} from {net}: {e}", rec.name),
+                }
+            } else if let Err(e) = self.networks.disconnect(net, &rec.name) {
                 tracing::debug!("disconnect {} from {net}: {e}", rec.name);
             }
         }
-        if let Some(pin) = &rec.netns {
-            if let Err(e) = network::Netns::remove(pin) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        for v in released {
+            let sys = Path::new("/sys/class/net").join(&v);
+            while sys.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if let Err(e) = self.networks.delete_veth(&v) {
                 errors.push(e.to_string());
             }
         }
@@ -931,27 +966,22 @@ impl Engine {
         if !self.lock_state().containers.contains_key(name) {
             return Ok(());
         }
-        if let Some(h) = self.handle(name) {
-            if h.pid > 0 {
-                h.stop(timeout).map_err(|e| cerr(name, e))?;
-            }
-        }
-        // Give our watcher the chance to record the real exit code.
         let watched = self
             .live
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(name)
             .is_some_and(|l| l.watched);
-        if watched {
-            let st = self.lock_state();
-            let _ = self
-                .changed
-                .wait_timeout_while(st, Duration::from_secs(2), |st| {
-                    st.containers
-                        .get(name)
-                        .is_some_and(|c| c.status == ContainerStatus::Running)
-                });
+        if let Some(h) = self.handle(name) {
+            if h.pid > 0 && watched {
+                // Our watcher thread is blocked in waitpid on pid 1 and records the exit:
+                // wait for that (woken by the state change) instead of polling the cgroup.
+                // When pid 1 of a pid namespace exits the kernel kills every other process
+                // of the namespace before waitpid returns, so the container is empty then.
+                self.stop_watched(name, &h, timeout)?;
+            } else if h.pid > 0 {
+                h.stop(timeout).map_err(|e| cerr(name, e))?;
+            }
         }
         self.update(|st| {
             if let Some(c) = st.containers.get_mut(name) {
@@ -970,6 +1000,46 @@ impl Engine {
             }
         });
         Ok(())
+    }
+
+    /// Stop a container whose pid 1 is our child and watched: the stop signal, a wait on the
+    /// watcher's record of the exit for `grace`, then SIGKILL to the whole cgroup.
+    fn stop_watched(
+        &self,
+        name: &str,
+        h: &rt::Created,
+        grace: Duration,
+    ) -> Result<(), BackendError> {
+        let running = |st: &mut ProjectState| {
+            st.containers.get(name).is_some_and(|c| {
+                c.pid == Some(h.pid)
+                    && matches!(c.status, ContainerStatus::Running | ContainerStatus::Paused)
+            })
+        };
+        let wait = |within: Duration| -> bool {
+            let st = self.lock_state();
+            let (mut st, _) = self
+                .changed
+                .wait_timeout_while(st, within, |st| running(st))
+                .unwrap_or_else(|e| e.into_inner());
+            !running(&mut st)
+        };
+        if wait(Duration::ZERO) {
+            return Ok(());
+        }
+        if let Err(e) = h.kill(h.stop_signal) {
+            tracing::debug!("container {name}: stop signal: {e}");
+        }
+        if wait(grace) {
+            return Ok(());
+        }
+        // A paused container cannot act on SIGKILL until thawed; kill_all freezes and thaws.
+        h.kill_all().map_err(|e| cerr(name, e))?;
+        if wait(Duration::from_secs(10)) {
+            Ok(())
+        } else {
+            Err(cerr(name, "still running 10s after SIGKILL"))
+        }
     }
 
     /// Send a signal to every container of the selection (`kill -s`).

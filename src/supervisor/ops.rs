@@ -196,7 +196,7 @@ pub fn handle(engine: &Arc<Engine>, req: &Request, out: &dyn Reporter) -> Result
             }
             let desired = engine.loaded().map(|l| l.desired.clone());
             let plan =
-                reconcile::reconcile_down(&engine.observe(true).state, desired.as_ref(), options);
+                reconcile::reconcile_down(&engine.observe_state(true), desired.as_ref(), options);
             let r = run_plan(engine, &plan, *parallel, out);
             engine.stop_dns();
             let _ = engine.forget_if_empty();
@@ -204,7 +204,7 @@ pub fn handle(engine: &Arc<Engine>, req: &Request, out: &dyn Reporter) -> Result
         }
         Request::Stop { services, timeout } => {
             check_services(engine, services)?;
-            let plan = reconcile::reconcile_stop(&engine.observe(true).state, services, *timeout);
+            let plan = reconcile::reconcile_stop(&engine.observe_state(true), services, *timeout);
             // Mark them stopped by the user: `unless-stopped` keeps them down.
             for s in &plan.steps {
                 if let Action::StopContainer { container, .. } = &s.action {
@@ -225,7 +225,7 @@ pub fn handle(engine: &Arc<Engine>, req: &Request, out: &dyn Reporter) -> Result
             ensure_loaded(engine, load.as_ref());
             check_services(engine, services)?;
             engine.shutting_down.store(false, Ordering::SeqCst);
-            let plan = reconcile::reconcile_start(&engine.observe(true).state, services);
+            let plan = reconcile::reconcile_start(&engine.observe_state(true), services);
             run_plan(engine, &plan, 0, out)?;
             if let Some(secs) = wait {
                 wait_ready(engine, services, *secs, out)?;
@@ -239,15 +239,15 @@ pub fn handle(engine: &Arc<Engine>, req: &Request, out: &dyn Reporter) -> Result
         } => {
             ensure_loaded(engine, load.as_ref());
             check_services(engine, services)?;
-            let plan = reconcile::reconcile_stop(&engine.observe(true).state, services, *timeout);
+            let plan = reconcile::reconcile_stop(&engine.observe_state(true), services, *timeout);
             run_plan(engine, &plan, 0, out)?;
             engine.shutting_down.store(false, Ordering::SeqCst);
-            let plan = reconcile::reconcile_start(&engine.observe(true).state, services);
+            let plan = reconcile::reconcile_start(&engine.observe_state(true), services);
             run_plan(engine, &plan, 0, out).map(|_| 0)
         }
         Request::Kill { services, signal } => {
             check_services(engine, services)?;
-            let st = engine.observe(true).state;
+            let st = engine.observe_state(true);
             let mut errors = Vec::new();
             for c in st.containers.values().filter(|c| {
                 (services.is_empty() || services.contains(&c.service))
@@ -270,7 +270,7 @@ pub fn handle(engine: &Arc<Engine>, req: &Request, out: &dyn Reporter) -> Result
         }
         Request::Pause { services, pause } => {
             check_services(engine, services)?;
-            let st = engine.observe(true).state;
+            let st = engine.observe_state(true);
             let want = if *pause {
                 ContainerStatus::Running
             } else {
@@ -299,10 +299,10 @@ pub fn handle(engine: &Arc<Engine>, req: &Request, out: &dyn Reporter) -> Result
         } => {
             check_services(engine, services)?;
             if *stop {
-                let plan = reconcile::reconcile_stop(&engine.observe(true).state, services, None);
+                let plan = reconcile::reconcile_stop(&engine.observe_state(true), services, None);
                 run_plan(engine, &plan, 0, out)?;
             }
-            let st = engine.observe(true).state;
+            let st = engine.observe_state(true);
             let mut plan = Plan::default();
             for c in st.containers.values().filter(|c| {
                 (services.is_empty() || services.contains(&c.service))
@@ -341,7 +341,7 @@ fn down_oneoffs(engine: &Arc<Engine>, options: &DownOptions, out: &dyn Reporter)
         let Ok(one) = Engine::open(engine.paths.oneoff(&name), false) else {
             continue;
         };
-        let plan = reconcile::reconcile_down(&one.observe(true).state, None, options);
+        let plan = reconcile::reconcile_down(&one.observe_state(true), None, options);
         let _ = run_plan(&one, &plan, 0, out);
         let _ = one.forget_if_empty();
     }
