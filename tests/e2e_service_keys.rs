@@ -1,6 +1,8 @@
 //! End-to-end: service keys whose effect `up` must apply (or refuse) exactly as Docker
 //! Compose does: `sysctls` (namespaced only), `secrets` and `configs` (mounted read-only),
-//! `stop_grace_period` (how long a stop waits before SIGKILL).
+//! `stop_grace_period` (how long a stop waits before SIGKILL), `labels`, `container_name`,
+//! `links`, `post_start`/`pre_stop` hooks, `tty`/`stdin_open`, port protocols, and the
+//! warnings `up` prints for what it ignores.
 
 mod support;
 
@@ -195,4 +197,255 @@ services:
     );
     s.no_down_on_drop();
     s.assert_no_leaks();
+}
+
+/// `nslookup NAME` from inside `from` answers with an address.
+fn resolves(s: &Stack, from: &str, name: &str) -> bool {
+    let out = s.rc(&["exec", "-T", from, "nslookup", name]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    out.status.success() && text.contains("Address") && text.matches("10.213.").count() >= 2
+}
+
+#[test]
+fn labels_container_name_and_links_show_in_ps_and_dns() {
+    let s = Stack::new(
+        "labelsnames",
+        70,
+        &format!(
+            r#"
+services:
+  db:
+    image: {IMAGE}
+    container_name: my-db
+    command: ["sleep", "1000"]
+    labels:
+      tier: data
+      com.example.owner: "team a"
+  web:
+    image: {IMAGE}
+    command: ["sleep", "1000"]
+    depends_on: [db]
+    links: ["db:database"]
+networks:
+  default:
+    labels:
+      com.example.net: front
+"#
+        ),
+    );
+    s.ok(&["up", "-d"]);
+    let db = s.container("my-db").expect("a container named my-db");
+    assert_eq!(db["Service"], "db");
+    let labels = db["Labels"].as_str().unwrap().to_string();
+    for want in [
+        "tier=data",
+        "com.example.owner=team a",
+        "com.docker.compose.project=labelsnames",
+        "com.docker.compose.service=db",
+        "com.docker.compose.container-number=1",
+        "com.docker.compose.oneoff=False",
+        "com.docker.compose.project.working_dir=",
+        "com.docker.compose.project.config_files=",
+        "com.docker.compose.config-hash=",
+        "com.docker.compose.image=sha256:",
+        "com.docker.compose.version=",
+    ] {
+        assert!(labels.contains(want), "labels lack {want:?}: {labels}");
+    }
+    let web = s
+        .container("labelsnames-web-1")
+        .expect("web keeps the default name");
+    assert!(
+        web["Labels"]
+            .as_str()
+            .unwrap()
+            .contains("com.docker.compose.depends_on=db:service_started:false"),
+        "{}",
+        web["Labels"]
+    );
+    // The custom name and the link alias resolve for web; the alias only for web.
+    support::eventually(
+        std::time::Duration::from_secs(10),
+        "my-db and database resolving from web",
+        || resolves(&s, "web", "my-db") && resolves(&s, "web", "database"),
+    );
+    assert!(resolves(&s, "db", "web"));
+    assert!(
+        !resolves(&s, "db", "database"),
+        "a link alias is for its container only"
+    );
+    // Network labels reach the network's record.
+    let net = s.ok(&["network", "inspect", "labelsnames_default"]);
+    assert!(net.contains("com.example.net"), "{net}");
+    // A second up changes nothing; down removes the custom-named container.
+    s.ok(&["up", "-d"]);
+    assert_eq!(s.ps().len(), 2);
+    s.down_and_check();
+}
+
+#[test]
+fn container_name_with_more_than_one_replica_is_refused() {
+    let s = Stack::new(
+        "namescale",
+        71,
+        &format!(
+            r#"
+services:
+  app:
+    image: {IMAGE}
+    container_name: only-one
+    command: ["sleep", "1000"]
+"#
+        ),
+    );
+    let out = s.rc(&["up", "-d", "--scale", "app=2"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "up accepted it: {err}");
+    assert!(
+        err.contains("service app") && err.contains("only-one") && err.contains("2 replicas"),
+        "{err}"
+    );
+    assert!(s.ps().is_empty(), "a container was made");
+    s.down_and_check();
+}
+
+#[test]
+fn post_start_and_pre_stop_hooks_run_in_the_container() {
+    let s = Stack::new(
+        "hooks",
+        72,
+        &format!(
+            r#"
+services:
+  app:
+    image: {IMAGE}
+    init: true
+    command: ["sleep", "1000"]
+    volumes:
+      - ./out:/out
+    post_start:
+      - command: ["sh", "-c", "echo started-$$HOOK_VAR > /out/post"]
+        environment:
+          HOOK_VAR: yes
+    pre_stop:
+      - command: sh -c 'echo stopping > /out/pre'
+"#
+        ),
+    );
+    s.ok(&["up", "-d"]);
+    let out = s.dir.join("out");
+    // post_start has run when up returns.
+    assert_eq!(
+        std::fs::read_to_string(out.join("post")).unwrap().trim(),
+        "started-yes"
+    );
+    assert!(!out.join("pre").exists());
+    s.ok(&["stop", "-t", "5"]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("pre")).unwrap().trim(),
+        "stopping"
+    );
+    s.down_and_check();
+}
+
+#[test]
+fn tty_and_stdin_open_services_run_under_up_and_log() {
+    let s = Stack::new(
+        "ttyup",
+        73,
+        &format!(
+            r#"
+services:
+  term:
+    image: {IMAGE}
+    tty: true
+    command: ["sh", "-c", "if [ -t 0 ] && [ -t 1 ]; then echo IS-A-TTY; else echo NOT-A-TTY; fi; sleep 1000"]
+  reader:
+    image: {IMAGE}
+    stdin_open: true
+    command: ["sh", "-c", "echo reading; read line; echo GOT-EOF; sleep 1000"]
+"#
+        ),
+    );
+    s.ok(&["up", "-d"]);
+    support::eventually(
+        std::time::Duration::from_secs(10),
+        "tty output in logs",
+        || s.ok(&["logs", "term"]).contains("IS-A-TTY"),
+    );
+    support::eventually(std::time::Duration::from_secs(10), "reader started", || {
+        s.ok(&["logs", "reader"]).contains("reading")
+    });
+    // stdin stays open: `read` waits instead of seeing end of file.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!s.ok(&["logs", "reader"]).contains("GOT-EOF"));
+    for c in s.ps() {
+        assert_eq!(c["State"], "running", "{c}");
+    }
+    s.down_and_check();
+}
+
+#[test]
+fn sctp_ports_are_refused_before_anything_is_created() {
+    let s = Stack::new(
+        "sctpport",
+        74,
+        &format!(
+            r#"
+services:
+  app:
+    image: {IMAGE}
+    command: ["sleep", "1000"]
+    ports:
+      - "127.0.0.1:19132:9132/sctp"
+"#
+        ),
+    );
+    refused(&s, &["service app", "ports[0]", "sctp", "not supported"]);
+}
+
+#[test]
+fn up_warns_once_about_each_ignored_attribute_with_file_and_line() {
+    let s = Stack::new(
+        "ignoredkeys",
+        75,
+        &format!(
+            r#"services:
+  app:
+    image: {IMAGE}
+    command: ["sleep", "1000"]
+    oom_score_adj: 100
+    cgroup_parent: custom
+networks:
+  default:
+    driver_opts:
+      com.docker.network.bridge.enable_ip_masquerade: "false"
+      com.docker.network.driver.mtu: "1400"
+"#
+        ),
+    );
+    let out = s.rc(&["up", "-d"]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{err}");
+    let file = s.dir.join("compose.yaml").display().to_string();
+    for want in [
+        format!("{file}:5: services.app.oom_score_adj is ignored"),
+        format!("{file}:6: services.app.cgroup_parent is ignored"),
+        format!(
+            "{file}:9: networks.default.driver_opts.com.docker.network.bridge.enable_ip_masquerade is ignored"
+        ),
+    ] {
+        assert_eq!(err.matches(&want).count(), 1, "want {want:?} once in:\n{err}");
+    }
+    assert!(!err.contains("driver.mtu is ignored"), "{err}");
+    // The MTU was applied to the bridge.
+    let net = s.ok(&["network", "inspect", "ignoredkeys_default"]);
+    let net: serde_json::Value = serde_json::from_str(&net).unwrap();
+    let bridge = net[0]["Options"]["com.docker.network.bridge.name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mtu = std::fs::read_to_string(format!("/sys/class/net/{bridge}/mtu")).unwrap_or_default();
+    assert_eq!(mtu.trim(), "1400", "bridge {bridge:?} in {net}");
+    s.down_and_check();
 }

@@ -120,7 +120,11 @@ pub fn json_of(c: &ContainerRecord, project: &str, now: u64) -> Map<String, Valu
         "Health": c.health.map(|h| h.as_str()).unwrap_or(""),
         "ID": c.runtime.get("id").and_then(Value::as_str).unwrap_or(&c.name).chars().take(64).collect::<String>(),
         "Image": c.image,
-        "Labels": format!("com.docker.compose.project={project},com.docker.compose.service={},com.docker.compose.container-number={}", c.service, c.number),
+        "Labels": if c.labels.is_empty() {
+            format!("com.docker.compose.project={project},com.docker.compose.service={},com.docker.compose.container-number={}", c.service, c.number)
+        } else {
+            c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+        },
         "LocalVolumes": "0",
         "Mounts": "",
         "Name": c.name,

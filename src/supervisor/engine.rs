@@ -62,6 +62,9 @@ struct Live {
     watched: bool,
     /// Log pumps of the current run still copying output into the log file.
     pumps: Option<Arc<Pumps>>,
+    /// `stdin_open: true` without a tty: the write end of the container's stdin pipe, kept
+    /// open so the process's reads wait instead of seeing end of file.
+    stdin_keep: Option<OwnedFd>,
 }
 
 /// Counts the log pumps of one run that have not reached the end of their pipe, so that an
@@ -372,6 +375,22 @@ impl Engine {
         if let Some(stdio) = given {
             return self.runtime.create(spec, stdio).map_err(|e| cerr(name, e));
         }
+        if spec.process.tty {
+            return self.runtime_create_tty(spec, name);
+        }
+        let (stdin, stdin_keep) = if spec.process.stdin {
+            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| cerr(name, format!("pipe: {e}")))?;
+            (Some(r), Some(w))
+        } else {
+            (None, None)
+        };
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_string())
+            .or_default()
+            .stdin_keep = stdin_keep;
         let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| cerr(name, format!("pipe: {e}")))?;
         let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -381,19 +400,74 @@ impl Engine {
             .create(
                 spec,
                 rt::Stdio {
-                    stdin: None,
+                    stdin,
                     stdout: out_w,
                     stderr: err_w,
                 },
             )
             .map_err(|e| cerr(name, e))?;
+        self.start_pumps(
+            name,
+            &spec.service,
+            vec![
+                (out_r, rt::logs::Stream::Stdout),
+                (err_r, rt::logs::Stream::Stderr),
+            ],
+        );
+        Ok(created)
+    }
+
+    /// `tty: true` under `up`: the process gets the slave of a new pty as stdin, stdout and
+    /// stderr (its controlling terminal), and the master is copied into the log as stdout,
+    /// as Docker does for tty containers. The runtime's own console setup is not asked for
+    /// (binding a host devpts slave on /dev/console fails with EINVAL; `run` does the same).
+    fn runtime_create_tty(
+        &self,
+        spec: &rt::ContainerSpec,
+        name: &str,
+    ) -> Result<rt::Created, BackendError> {
+        let ws = nix::pty::Winsize {
+            ws_row: 24,
+            ws_col: 80,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty =
+            nix::pty::openpty(Some(&ws), None).map_err(|e| cerr(name, format!("openpty: {e}")))?;
+        for fd in [&pty.master, &pty.slave] {
+            let _ = nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            );
+        }
+        let stdio = rt::Stdio::tty(pty.slave).map_err(|e| cerr(name, format!("pty: {e}")))?;
+        let mut spec = spec.clone();
+        spec.process.tty = false;
+        spec.process.stdin = true;
+        let created = self
+            .runtime
+            .create(&spec, stdio)
+            .map_err(|e| cerr(name, e))?;
+        // Keep the recorded spec as asked (tty: true), so a restart makes a pty again.
+        let mut created = created;
+        created.spec.process.tty = true;
+        self.start_pumps(
+            name,
+            &spec.service,
+            vec![(pty.master, rt::logs::Stream::Stdout)],
+        );
+        Ok(created)
+    }
+
+    /// Copy each output descriptor into the container's json-file log (one thread each).
+    fn start_pumps(&self, name: &str, service: &str, fds: Vec<(OwnedFd, rt::logs::Stream)>) {
         let log = self.paths.log_file(name);
-        let opts = self.log_options(&spec.service);
+        let opts = self.log_options(service);
         match rt::logs::LogWriter::open(&log, opts) {
             Ok(w) => {
                 let w = Arc::new(Mutex::new(w));
                 let pumps = Arc::new(Pumps {
-                    running: Mutex::new(2),
+                    running: Mutex::new(fds.len()),
                     done: Condvar::new(),
                 });
                 self.live
@@ -402,12 +476,12 @@ impl Engine {
                     .entry(name.to_string())
                     .or_default()
                     .pumps = Some(pumps.clone());
-                pump(out_r, rt::logs::Stream::Stdout, w.clone(), pumps.clone());
-                pump(err_r, rt::logs::Stream::Stderr, w, pumps);
+                for (fd, stream) in fds {
+                    pump(fd, stream, w.clone(), pumps.clone());
+                }
             }
             Err(e) => tracing::warn!("container {name}: log file {}: {e}", log.display()),
         }
-        Ok(created)
     }
 
     fn log_options(&self, service: &str) -> rt::logs::LogOptions {
@@ -471,7 +545,12 @@ impl Engine {
                     .or_else(|| mode.strip_prefix("container:"))
                     .ok_or_else(|| cerr(name, format!("network_mode {mode} is not supported")))?;
                 let target = if mode.starts_with("service:") {
-                    naming::container_name(&project.name, other, 1)
+                    self.lock_state()
+                        .service_containers(other)
+                        .filter(|c| !c.oneoff)
+                        .min_by_key(|c| c.number)
+                        .map(|c| c.name.clone())
+                        .unwrap_or_else(|| naming::container_name(&project.name, other, 1))
                 } else {
                     other.to_string()
                 };
@@ -513,7 +592,7 @@ impl Engine {
                             .and_then(|a| a.parse().ok()),
                         mac: sn.and_then(|n| n.mac_address.clone()),
                         names,
-                        links: BTreeMap::new(),
+                        links: links_of(svc),
                         dns: svc
                             .dns
                             .iter()
@@ -740,6 +819,7 @@ impl Engine {
             .get_mut(name)
         {
             l.watched = false;
+            l.stdin_keep = None;
         }
         self.publish(Event::done(
             Resource::Container,
@@ -921,21 +1001,34 @@ impl Engine {
             },
             privileged: false,
         };
-        let Ok(p) = created.exec(
-            &self.runtime,
-            &exec,
-            rt::Stdio {
-                stdin: None,
-                stdout: o,
-                stderr: e,
-            },
-        ) else {
-            return false;
-        };
-        let deadline = Instant::now() + hc.timeout;
+        self.exec_wait(&created, &exec, o, e, hc.timeout) == Ok(0)
+    }
+
+    /// Run `exec` in the container and wait for it, up to `timeout` (then SIGKILL). Returns
+    /// its exit code.
+    fn exec_wait(
+        &self,
+        created: &rt::Created,
+        exec: &rt::ExecSpec,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+        timeout: Duration,
+    ) -> Result<i32, String> {
+        let p = created
+            .exec(
+                &self.runtime,
+                exec,
+                rt::Stdio {
+                    stdin: None,
+                    stdout,
+                    stderr,
+                },
+            )
+            .map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + timeout;
         loop {
             match rt::try_wait(p.pid) {
-                Ok(Some(s)) => return s.code() == 0,
+                Ok(Some(s)) => return Ok(s.code()),
                 Ok(None) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(5))
                 }
@@ -945,11 +1038,69 @@ impl Engine {
                         nix::sys::signal::Signal::SIGKILL,
                     );
                     let _ = rt::wait(p.pid);
-                    return false;
+                    return Err(format!("timed out after {timeout:?}"));
                 }
-                Err(_) => return false,
+                Err(e) => return Err(format!("wait for pid {}: {e}", p.pid)),
             }
         }
+    }
+
+    /// Run the service's `post_start` or `pre_stop` hooks (`which`) in the container, one
+    /// after the other; the first that fails ends the list with its error. Their output is
+    /// discarded.
+    fn run_hooks(&self, name: &str, which: &str) -> Result<(), BackendError> {
+        let Some(loaded) = self.loaded() else {
+            return Ok(());
+        };
+        let Some(service) = self
+            .lock_state()
+            .containers
+            .get(name)
+            .map(|c| c.service.clone())
+        else {
+            return Ok(());
+        };
+        let Some(svc) = loaded.project.services.get(&service) else {
+            return Ok(());
+        };
+        let hooks = match which {
+            "post_start" => svc.post_start.as_deref(),
+            _ => svc.pre_stop.as_deref(),
+        };
+        let Some(hooks) = hooks.filter(|h| !h.is_empty()) else {
+            return Ok(());
+        };
+        let Some(created) = self.handle(name) else {
+            return Ok(());
+        };
+        for (i, h) in hooks.iter().enumerate() {
+            let exec = spec::hook_exec(h, &created.spec.process)
+                .map_err(|e| cerr(name, format!("{which}[{i}]: {e}")))?;
+            let log = || -> Option<OwnedFd> {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open("/dev/null")
+                    .ok()
+                    .map(OwnedFd::from)
+            };
+            let (Some(o), Some(e)) = (log(), log()) else {
+                return Err(cerr(name, "open /dev/null"));
+            };
+            match self.exec_wait(&created, &exec, o, e, Duration::from_secs(60)) {
+                Ok(0) => {}
+                Ok(code) => {
+                    return Err(cerr(
+                        name,
+                        format!(
+                            "{which}[{i}] hook {:?} exited with code {code}",
+                            exec.process.args
+                        ),
+                    ))
+                }
+                Err(e) => return Err(cerr(name, format!("{which}[{i}] hook: {e}"))),
+            }
+        }
+        Ok(())
     }
 
     /// Stop a container (stop signal, grace period, SIGKILL of the whole cgroup).
@@ -963,8 +1114,20 @@ impl Engine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.to_string());
-        if !self.lock_state().containers.contains_key(name) {
+        let running = self
+            .lock_state()
+            .containers
+            .get(name)
+            .map(|c| c.status == ContainerStatus::Running);
+        let Some(running) = running else {
             return Ok(());
+        };
+        if running {
+            // Docker Compose runs `pre_stop` before the stop signal; a failing hook does not
+            // keep the container from stopping.
+            if let Err(e) = self.run_hooks(name, "pre_stop") {
+                tracing::warn!("{e}");
+            }
         }
         let watched = self
             .live
@@ -1040,6 +1203,59 @@ impl Engine {
         } else {
             Err(cerr(name, "still running 10s after SIGKILL"))
         }
+    }
+
+    /// A container's labels as Docker Compose sets them: the service's `labels`, then its own
+    /// `com.docker.compose.*` (which win, as in Docker Compose).
+    fn container_labels(
+        &self,
+        svc: &compose::Service,
+        desired: &super::model::DesiredService,
+        image: &img::Image,
+        number: u32,
+        oneoff: bool,
+    ) -> BTreeMap<String, String> {
+        let mut l: BTreeMap<String, String> = svc
+            .labels
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let (project, working_dir, files) = {
+            let st = self.lock_state();
+            (
+                st.name.clone(),
+                st.working_dir.clone(),
+                st.config_files.clone(),
+            )
+        };
+        let depends_on = desired
+            .depends_on
+            .iter()
+            .map(|d| format!("{}:{}:{}", d.service, d.condition.as_str(), d.restart))
+            .collect::<Vec<_>>()
+            .join(",");
+        let files = files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let p = "com.docker.compose";
+        for (k, v) in [
+            ("project", project),
+            ("service", desired.name.clone()),
+            ("container-number", number.to_string()),
+            ("oneoff", if oneoff { "True" } else { "False" }.to_string()),
+            ("config-hash", desired.config_hash.clone()),
+            ("project.working_dir", working_dir.display().to_string()),
+            ("project.config_files", files),
+            ("depends_on", depends_on),
+            ("image", image.id.to_string()),
+            ("version", env!("CARGO_PKG_VERSION").to_string()),
+        ] {
+            l.insert(format!("{p}.{k}"), v);
+        }
+        l
     }
 
     /// Send a signal to every container of the selection (`kill -s`).
@@ -1140,6 +1356,20 @@ impl Engine {
     }
 }
 
+/// `links` and `external_links` (`target[:alias]`) as alias → target name for the network's
+/// DNS (answered to this container only, as Docker's legacy links).
+fn links_of(svc: &compose::Service) -> BTreeMap<String, String> {
+    svc.links
+        .iter()
+        .flatten()
+        .chain(svc.external_links.iter().flatten())
+        .map(|l| {
+            let (target, alias) = l.split_once(':').unwrap_or((l, l));
+            (alias.to_string(), target.to_string())
+        })
+        .collect()
+}
+
 /// A compose port as the network crate's request.
 fn port_spec(p: &compose::model::Port) -> Option<network::PortSpec> {
     let host_ports = match p.published.as_deref() {
@@ -1222,13 +1452,15 @@ impl ImageBackend for Engine {
 impl NetworkBackend for Engine {
     fn create_network(&self, name: &str) -> Result<(), BackendError> {
         let loaded = self.loaded();
-        let def = loaded.as_ref().and_then(|l| {
+        let found = loaded.as_ref().and_then(|l| {
             l.project
                 .networks
                 .iter()
                 .find(|(k, _)| spec::network_name(&l.project, k) == name)
-                .map(|(_, n)| n.clone())
+                .map(|(k, n)| (k.clone(), n.clone()))
         });
+        let key = found.as_ref().map(|(k, _)| k.clone());
+        let def = found.map(|(_, n)| n);
         // Recorded before the bridge exists, so `down` removes it after any crash.
         self.update(|st| {
             st.networks.insert(
@@ -1240,6 +1472,29 @@ impl NetworkBackend for Engine {
                 },
             );
         });
+        let opt = |k: &str| -> Option<String> {
+            def.as_ref()
+                .and_then(|d| d.driver_opts.as_ref())
+                .and_then(|o| o.get(k).cloned())
+        };
+        let mut labels: BTreeMap<String, String> = def
+            .as_ref()
+            .and_then(|d| d.labels.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let Some(l) = &loaded {
+            labels.insert("com.docker.compose.project".into(), l.project.name.clone());
+            labels.insert(
+                "com.docker.compose.network".into(),
+                key.clone().unwrap_or_else(|| name.to_string()),
+            );
+            labels.insert(
+                "com.docker.compose.version".into(),
+                env!("CARGO_PKG_VERSION").into(),
+            );
+        }
         let pool = def
             .as_ref()
             .and_then(|d| d.ipam.as_ref())
@@ -1254,9 +1509,9 @@ impl NetworkBackend for Engine {
             ip_range: pool.and_then(|p| p.ip_range.clone()),
             internal: def.as_ref().and_then(|d| d.internal).unwrap_or(false),
             external: false,
-            mtu: None,
-            bridge: None,
-            labels: BTreeMap::new(),
+            mtu: opt("com.docker.network.driver.mtu").and_then(|m| m.parse().ok()),
+            bridge: opt("com.docker.network.bridge.name"),
+            labels,
         };
         self.networks
             .ensure_network(&spec)
@@ -1383,6 +1638,7 @@ impl ContainerBackend for Arc<Engine> {
             netns: own_netns.then(|| self.netns_pin(name)),
             stopped_by_user: false,
             stop_grace_period: svc.stop_grace_period.map(|d| d.0),
+            labels: self.container_labels(svc, desired, &image, number, false),
             runtime: serde_json::Value::Null,
         };
         self.update(|st| st.containers.insert(name.to_string(), record));
@@ -1462,6 +1718,8 @@ impl ContainerBackend for Arc<Engine> {
             self.update(|st| {
                 if let Some(c) = st.containers.get_mut(name) {
                     c.oneoff = true;
+                    c.labels
+                        .insert("com.docker.compose.oneoff".into(), "True".into());
                 }
             });
         }
@@ -1492,12 +1750,13 @@ impl ContainerBackend for Arc<Engine> {
                 let h = self
                     .handle(name)
                     .ok_or_else(|| cerr(name, "no runtime record"))?;
-                self.start_created(name, &h)
+                self.start_created(name, &h)?;
             }
-            Some(ContainerStatus::Running) => Ok(()),
-            Some(_) => self.restart_in_place(name),
-            None => Err(cerr(name, "no such container")),
+            Some(ContainerStatus::Running) => return Ok(()),
+            Some(_) => self.restart_in_place(name)?,
+            None => return Err(cerr(name, "no such container")),
         }
+        self.run_hooks(name, "post_start")
     }
 
     fn stop(&self, name: &str, timeout: Duration) -> Result<(), BackendError> {

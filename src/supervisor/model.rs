@@ -137,6 +137,10 @@ pub struct DesiredService {
     pub pull_policy: String,
     pub restart: RestartPolicy,
     pub healthcheck: Option<Healthcheck>,
+    /// `container_name`: the name of the service's only container instead of
+    /// `<project>-<service>-1`.
+    #[serde(default)]
+    pub container_name: Option<String>,
 }
 
 /// A network to create (unless external).

@@ -182,6 +182,9 @@ pub fn handle(engine: &Arc<Engine>, req: &Request, out: &dyn Reporter) -> Result
             for w in &project.warnings {
                 out.message(&format!("WARN[0000] {w}"));
             }
+            for w in super::spec::ignored_attributes(&project) {
+                out.message(&format!("WARN[0000] {w}"));
+            }
             engine.set_project(project);
             up(engine, options, *parallel, out)?;
             if let Some(secs) = wait {
@@ -365,6 +368,14 @@ pub fn up(
     for name in loaded.desired.select(&options.services, options.no_deps) {
         if let Some(svc) = loaded.project.services.get(&name) {
             super::spec::check_service(svc).map_err(OpError::Invalid)?;
+        }
+        let d = &loaded.desired.services[&name];
+        let n = options.scale.get(&name).copied().unwrap_or(d.replicas);
+        if let (Some(cn), true) = (&d.container_name, n > 1) {
+            return Err(OpError::Invalid(format!(
+                "service {name}: container_name \"{cn}\" cannot be used with {n} replicas: \
+                 container names must be unique; remove container_name to scale the service"
+            )));
         }
     }
     engine.shutting_down.store(false, Ordering::SeqCst);

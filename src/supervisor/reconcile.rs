@@ -210,8 +210,14 @@ pub fn reconcile_up(desired: &DesiredProject, observed: &Observed, opts: &UpOpti
             existing.sort_by_key(|c| c.number);
             let mut starts = Vec::new();
             for number in 1..=replicas {
-                let cname = naming::container_name(&desired.name, name, number);
                 let current = existing.iter().find(|c| c.number == number);
+                // The name it has, or the name it gets (`container_name` for the only one).
+                let new_name = svc
+                    .container_name
+                    .clone()
+                    .filter(|_| number == 1)
+                    .unwrap_or_else(|| naming::container_name(&desired.name, name, number));
+                let cname = current.map(|c| c.name.clone()).unwrap_or(new_name.clone());
                 let recreate_cause = match current {
                     None => None,
                     Some(c) if c.status == ContainerStatus::Creating => {
@@ -265,7 +271,7 @@ pub fn reconcile_up(desired: &DesiredProject, observed: &Observed, opts: &UpOpti
                         let created = plan.add(
                             Action::CreateContainer {
                                 service: name.clone(),
-                                container: cname.clone(),
+                                container: new_name.clone(),
                                 number,
                             },
                             cause,
@@ -277,7 +283,7 @@ pub fn reconcile_up(desired: &DesiredProject, observed: &Observed, opts: &UpOpti
                             starts.push(plan.add(
                                 Action::StartContainer {
                                     service: name.clone(),
-                                    container: cname.clone(),
+                                    container: new_name.clone(),
                                 },
                                 "created by this plan",
                                 &a,
@@ -671,6 +677,7 @@ mod tests {
             pull_policy: "missing".into(),
             restart: RestartPolicy::No,
             healthcheck: None,
+            container_name: None,
         }
     }
 
@@ -769,6 +776,7 @@ mod tests {
                         netns: None,
                         stopped_by_user: false,
                         stop_grace_period: None,
+                        labels: Default::default(),
                         runtime: serde_json::Value::Null,
                     },
                 );

@@ -209,6 +209,7 @@ pub fn desired(project: &compose::Project) -> DesiredProject {
                 pull_policy,
                 restart: restart_policy(svc),
                 healthcheck: healthcheck(svc, None),
+                container_name: svc.container_name.clone(),
             },
         );
     }
@@ -257,6 +258,18 @@ pub fn check_service(svc: &compose::Service) -> Result<(), String> {
     let host_network = svc.network_mode.as_deref() == Some("host");
     for key in svc.sysctls.iter().flatten().map(|(k, _)| k) {
         rt::check_sysctl(key, host_network).map_err(|e| format!("service {}: {e}", svc.name))?;
+    }
+    for (i, p) in svc.ports.iter().flatten().enumerate() {
+        match p.protocol.as_deref() {
+            None | Some("tcp") | Some("udp") => {}
+            Some(other) => {
+                return Err(format!(
+                    "service {}: ports[{i}]: protocol {other:?} is not supported (only tcp \
+                     and udp are published)",
+                    svc.name
+                ))
+            }
+        }
     }
     Ok(())
 }
@@ -621,4 +634,223 @@ pub fn container_spec(
         init: svc.init.unwrap_or(false),
         stop_signal,
     })
+}
+
+/// One `post_start` / `pre_stop` hook as an exec in the container: `command` (list, or a
+/// string split as a shell would), `user`, `working_dir`, `environment` (list or mapping) and
+/// `privileged`; what is unset comes from the container's own process.
+pub fn hook_exec(
+    hook: &serde_json::Value,
+    process: &rt::ProcessSpec,
+) -> Result<rt::ExecSpec, String> {
+    let args = match hook.get("command") {
+        Some(serde_json::Value::String(s)) => {
+            shlex::split(s).ok_or_else(|| format!("command {s:?}: unbalanced quotes"))?
+        }
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .map(|v| match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect(),
+        _ => return Err("a hook needs a command".into()),
+    };
+    if args.is_empty() {
+        return Err("a hook needs a command".into());
+    }
+    let mut env = process.env.clone();
+    let mut set = |k: &str, v: &str| {
+        env.retain(|e| e.split('=').next() != Some(k));
+        env.push(format!("{k}={v}"));
+    };
+    match hook.get("environment") {
+        Some(serde_json::Value::Object(m)) => {
+            for (k, v) in m {
+                let v = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Null => String::new(),
+                    other => other.to_string(),
+                };
+                set(k, &v);
+            }
+        }
+        Some(serde_json::Value::Array(a)) => {
+            for e in a.iter().filter_map(|v| v.as_str()) {
+                let (k, v) = e.split_once('=').unwrap_or((e, ""));
+                set(k, v);
+            }
+        }
+        _ => {}
+    }
+    let text = |k: &str| hook.get(k).and_then(|v| v.as_str()).map(String::from);
+    Ok(rt::ExecSpec {
+        process: rt::ProcessSpec {
+            args,
+            env,
+            cwd: text("working_dir").or_else(|| process.cwd.clone()),
+            user: text("user").or_else(|| process.user.clone()),
+            ..Default::default()
+        },
+        privileged: hook
+            .get("privileged")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
+    })
+}
+
+/// Service keys `up` loads but does not apply, each with why. This list sits next to
+/// `container_spec` (which applies the others): whoever makes one of these work removes it
+/// here in the same change, so the warnings and the code cannot drift apart.
+pub const IGNORED_SERVICE_KEYS: &[(&str, &str)] = &[
+    (
+        "annotations",
+        "OCI annotations have no effect on rcompose's runtime",
+    ),
+    (
+        "blkio_config",
+        "block IO weights and limits are not passed to the runtime",
+    ),
+    ("cgroup", "every container gets a private cgroup namespace"),
+    ("cgroup_parent", "cgroups live under rcompose's own parent"),
+    ("cpu_count", "Windows only"),
+    ("cpu_percent", "Windows only"),
+    ("cpu_rt_period", "real-time CPU scheduling is not set up"),
+    ("cpu_rt_runtime", "real-time CPU scheduling is not set up"),
+    ("credential_spec", "Windows only"),
+    ("develop", "there is no watch mode"),
+    (
+        "device_cgroup_rules",
+        "only the rules of `devices` are written",
+    ),
+    ("gpus", "no GPU support"),
+    ("isolation", "Windows only"),
+    (
+        "mac_address",
+        "set mac_address per network under `networks:` instead",
+    ),
+    ("mem_swappiness", "not passed to the runtime"),
+    ("models", "no model runner"),
+    ("oom_kill_disable", "not passed to the runtime"),
+    ("oom_score_adj", "not passed to the runtime"),
+    ("provider", "no provider services"),
+    ("pull_refresh_after", "not applied"),
+    ("runtime", "rcompose runs containers with its own runtime"),
+    (
+        "storage_opt",
+        "the writable layer is a plain overlayfs upper dir",
+    ),
+    ("use_api_socket", "there is no Docker API socket"),
+    ("userns_mode", "no user namespaces"),
+    ("uts", "always a new UTS namespace"),
+    ("volumes_from", "volumes are not shared between containers"),
+];
+
+/// Network `driver_opts` keys `up` applies (the others are warned about).
+pub const APPLIED_NETWORK_DRIVER_OPTS: &[&str] = &[
+    "com.docker.network.bridge.name",
+    "com.docker.network.driver.mtu",
+];
+
+/// One warning per ignored attribute and service (or network/volume), naming the file and
+/// line where it is set when the compose files show it, the key and why.
+pub fn ignored_attributes(project: &compose::Project) -> Vec<String> {
+    let files: Vec<(String, String)> = project
+        .compose_files
+        .iter()
+        .filter_map(|f| Some((f.display().to_string(), std::fs::read_to_string(f).ok()?)))
+        .collect();
+    let mut out = Vec::new();
+    for (name, svc) in &project.services {
+        let Ok(serde_json::Value::Object(keys)) = serde_json::to_value(svc) else {
+            continue;
+        };
+        for (key, why) in IGNORED_SERVICE_KEYS {
+            if keys.get(*key).is_some_and(|v| !v.is_null()) {
+                let at = locate(&files, "services", name, key);
+                out.push(format!("{at}services.{name}.{key} is ignored: {why}"));
+            }
+        }
+    }
+    for (name, net) in &project.networks {
+        if net.external == Some(true) {
+            continue;
+        }
+        for k in net.driver_opts.iter().flatten().map(|(k, _)| k) {
+            if !APPLIED_NETWORK_DRIVER_OPTS.contains(&k.as_str()) {
+                let at = locate(&files, "networks", name, "driver_opts");
+                out.push(format!(
+                    "{at}networks.{name}.driver_opts.{k} is ignored: only {} are applied",
+                    APPLIED_NETWORK_DRIVER_OPTS.join(" and ")
+                ));
+            }
+        }
+        if let Some(d) = net.driver.as_deref().filter(|d| *d != "bridge") {
+            let at = locate(&files, "networks", name, "driver");
+            out.push(format!(
+                "{at}networks.{name}.driver {d:?} is ignored: every network is a bridge"
+            ));
+        }
+    }
+    for (name, vol) in &project.volumes {
+        if vol.external == Some(true) {
+            continue;
+        }
+        if vol.driver_opts.as_ref().is_some_and(|o| !o.is_empty()) {
+            let at = locate(&files, "volumes", name, "driver_opts");
+            out.push(format!(
+                "{at}volumes.{name}.driver_opts is ignored: a volume is a folder under the \
+                 state root"
+            ));
+        }
+        if let Some(d) = vol.driver.as_deref().filter(|d| *d != "local") {
+            let at = locate(&files, "volumes", name, "driver");
+            out.push(format!(
+                "{at}volumes.{name}.driver {d:?} is ignored: every volume is local"
+            ));
+        }
+    }
+    out
+}
+
+/// `file:line: ` of `section.name.key` in the first compose file that sets it (a plain
+/// reading of the YAML's block layout), or nothing when it cannot be told (set through an
+/// `extends`, an anchor or flow style).
+fn locate(files: &[(String, String)], section: &str, name: &str, key: &str) -> String {
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let is_key = |l: &str, k: &str| {
+        let t = l.trim_start();
+        t.strip_prefix(k)
+            .or_else(|| t.strip_prefix(&format!("\"{k}\"")))
+            .is_some_and(|r| r.trim_start().starts_with(':'))
+    };
+    for (file, text) in files {
+        let lines: Vec<&str> = text.lines().collect();
+        let Some(s) = lines
+            .iter()
+            .position(|l| indent(l) == 0 && is_key(l, section))
+        else {
+            continue;
+        };
+        let mut i = s + 1;
+        let mut found = None;
+        while i < lines.len() {
+            let l = lines[i];
+            if !l.trim().is_empty() && !l.trim_start().starts_with('#') && indent(l) == 0 {
+                break;
+            }
+            if is_key(l, name) && found.is_none() {
+                found = Some((i, indent(l)));
+            } else if let Some((_, ni)) = found {
+                if !l.trim().is_empty() && indent(l) <= ni {
+                    break;
+                }
+                if is_key(l, key) {
+                    return format!("{file}:{}: ", i + 1);
+                }
+            }
+            i += 1;
+        }
+    }
+    String::new()
 }

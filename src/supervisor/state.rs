@@ -208,6 +208,10 @@ pub struct ContainerRecord {
     /// command line gives no `-t` (unset: 10 s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_grace_period: Option<Duration>,
+    /// The container's labels: the service's `labels` plus Docker Compose's own
+    /// `com.docker.compose.*` (shown by `ps --format json`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
     /// Opaque record the container runtime returned at create time, handed back to it for
     /// kill / cleanup after a crash.
     #[serde(default)]
@@ -490,6 +494,7 @@ mod tests {
             netns: None,
             stopped_by_user: false,
             stop_grace_period: None,
+            labels: Default::default(),
             runtime: serde_json::Value::Null,
         }
     }
