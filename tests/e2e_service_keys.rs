@@ -449,3 +449,46 @@ networks:
     assert_eq!(mtu.trim(), "1400", "bridge {bridge:?} in {net}");
     s.down_and_check();
 }
+
+#[test]
+fn pull_policy_daily_pulls_again_only_an_image_older_than_a_day() {
+    let s = Stack::new(
+        "pulldaily",
+        76,
+        &format!(
+            r#"
+services:
+  app:
+    image: {IMAGE}
+    pull_policy: daily
+    command: ["sleep", "1000"]
+  weekly:
+    image: {IMAGE}
+    pull_policy: every_2h
+    command: ["sleep", "1000"]
+"#
+        ),
+    );
+    // Just imported: fresh, no pull planned.
+    let plan = s.ok(&["--dry-run", "up", "-d"]);
+    assert!(!plan.contains("pull image"), "{plan}");
+    // Pulled two days ago (the store's record of the last pull): a new pull is planned.
+    let names = s.root.join("images/names.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&names).unwrap()).unwrap();
+    let two_days_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 2 * 24 * 3600;
+    for e in v.as_object_mut().unwrap().values_mut() {
+        e["pulled_at"] = two_days_ago.into();
+    }
+    std::fs::write(&names, serde_json::to_vec(&v).unwrap()).unwrap();
+    let plan = s.ok(&["--dry-run", "up", "-d"]);
+    assert_eq!(plan.matches("pull image").count(), 1, "{plan}");
+    assert!(
+        plan.contains("last pulled longer ago than pull_policy"),
+        "{plan}"
+    );
+    s.assert_no_leaks();
+}

@@ -256,18 +256,31 @@ impl Engine {
     pub fn observe(&self, persist: bool) -> Observed {
         let state = self.observe_state(persist);
         let mut images_present = std::collections::BTreeSet::new();
+        let mut images_stale = std::collections::BTreeSet::new();
         if let (Some(l), Ok(store)) = (self.loaded(), self.images()) {
-            let wanted: std::collections::BTreeSet<&String> =
-                l.desired.services.values().map(|s| &s.image).collect();
-            for image in wanted {
-                if matches!(store.get(image), Ok(Some(_))) {
-                    images_present.insert(image.clone());
+            let wanted: BTreeMap<&String, &String> = l
+                .desired
+                .services
+                .values()
+                .map(|s| (&s.image, &s.pull_policy))
+                .collect();
+            for (image, policy) in wanted {
+                if !matches!(store.get(image), Ok(Some(_))) {
+                    continue;
+                }
+                images_present.insert(image.clone());
+                if let Ok(img::PullPolicy::Every(max_age)) = img::PullPolicy::parse(policy) {
+                    let pulled = store.pulled_at(image).ok().flatten().unwrap_or(0);
+                    if now_secs().saturating_sub(pulled) >= max_age.as_secs() {
+                        images_stale.insert(image.clone());
+                    }
                 }
             }
         }
         Observed {
             state,
             images_present,
+            images_stale,
         }
     }
 

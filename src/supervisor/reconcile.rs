@@ -47,6 +47,9 @@ pub struct Observed {
     pub state: ProjectState,
     /// Image references present in the local store.
     pub images_present: BTreeSet<String>,
+    /// Present images whose `pull_policy` (`daily`, `weekly`, `every_<d>`) asks for a new
+    /// pull: last pulled longer ago than that.
+    pub images_stale: BTreeSet<String>,
 }
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -131,6 +134,9 @@ pub fn reconcile_up(desired: &DesiredProject, observed: &Observed, opts: &UpOpti
         let cause = match (policy, present) {
             ("always", _) => Some("pull_policy always".to_string()),
             ("never", true) | ("build", true) => None,
+            (p, true) if observed.images_stale.contains(&svc.image) => Some(format!(
+                "last pulled longer ago than pull_policy {p} allows"
+            )),
             (_, true) => None,
             (p, false) => Some(format!("not present locally (pull_policy {p})")),
         };
@@ -821,6 +827,32 @@ mod tests {
             .contains("3. pull image busybox:latest: not present locally (pull_policy missing)\n"));
         assert_eq!(text.matches("pull image").count(), 1);
         assert!(text.contains("4. create container demo-db-1 (after 1, 2, 3)"));
+    }
+
+    #[test]
+    fn a_stale_image_is_pulled_again_by_its_pull_policy() {
+        let mut p = demo();
+        for s in p.services.values_mut() {
+            s.pull_policy = "daily".into();
+        }
+        let fresh = Observed {
+            state: state_after_up(&p),
+            ..observed_all_present()
+        };
+        assert_eq!(
+            reconcile_up(&p, &fresh, &UpOptions::default()).text(),
+            "nothing to do\n"
+        );
+        let stale = Observed {
+            images_stale: ["busybox:latest".to_string()].into(),
+            ..fresh
+        };
+        let text = reconcile_up(&p, &stale, &UpOptions::default()).text();
+        assert!(
+            text.contains("pull image busybox:latest")
+                && text.contains("last pulled longer ago than pull_policy daily allows"),
+            "{text}"
+        );
     }
 
     #[test]

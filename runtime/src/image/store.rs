@@ -440,6 +440,14 @@ impl Store {
 
     // ---- public API -----------------------------------------------------------------------
 
+    /// When the image a reference names was last pulled (or imported), in seconds since the
+    /// epoch; `None` when the name is not in the store. What `pull_policy: daily`, `weekly`
+    /// and `every_<d>` compare against.
+    pub fn pulled_at(&self, reference: &str) -> Result<Option<u64>> {
+        let r = Reference::parse(reference)?;
+        Ok(self.read_names()?.get(&r.to_string()).map(|e| e.pulled_at))
+    }
+
     /// The image a reference names, if it is present and complete. Also accepts an image ID
     /// (`sha256:…` or a unique prefix of at least 4 hex digits).
     pub fn get(&self, reference: &str) -> Result<Option<Image>> {
