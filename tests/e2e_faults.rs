@@ -162,3 +162,46 @@ fn down_twice_is_fine() {
     s.down_and_check();
     s.down_and_check();
 }
+
+#[test]
+fn containers_adopted_from_a_killed_supervisor_keep_their_restart_policy() {
+    let s = Stack::new(
+        "adoptrestart",
+        77,
+        &compose(
+            r#"
+services:
+  flaky:
+    image: IMAGE
+    restart: always
+    command: ["sh", "-c", "sleep 3; exit 1"]
+"#,
+        ),
+    );
+    s.ok(&["up", "-d"]);
+    let sup = s.state()["supervisor"]["pid"].as_i64().unwrap();
+    kill9(sup);
+    eventually(Duration::from_secs(5), "the supervisor to die", || {
+        !std::path::Path::new(&format!("/proc/{sup}")).exists()
+            || std::fs::read_to_string(format!("/proc/{sup}/stat")).is_ok_and(|s| s.contains(") Z"))
+    });
+    // A new supervisor adopts the running container (nothing to change)...
+    s.ok(&["up", "-d"]);
+    let sup2 = s.state()["supervisor"]["pid"].as_i64().unwrap();
+    assert_ne!(sup, sup2);
+    assert_eq!(
+        s.state()["containers"]["adoptrestart-flaky-1"]["restart_count"],
+        0
+    );
+    // ...and when it exits, restarts it as `restart: always` says.
+    eventually(
+        Duration::from_secs(15),
+        "the adopted container restarted",
+        || {
+            let st = s.state();
+            let c = &st["containers"]["adoptrestart-flaky-1"];
+            c["restart_count"].as_u64().unwrap_or(0) >= 1 && c["status"] == "running"
+        },
+    );
+    s.down_and_check();
+}

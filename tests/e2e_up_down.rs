@@ -551,3 +551,42 @@ services:
     assert_eq!(s.container("exitcode-server-1").unwrap()["State"], "exited");
     s.down_and_check();
 }
+
+#[test]
+fn a_restart_keeps_the_container_filesystem_changes() {
+    let s = Stack::new(
+        "keepupper",
+        78,
+        &format!(
+            r#"
+services:
+  app:
+    image: {IMAGE}
+    init: true
+    command: ["sleep", "1000"]
+  retry:
+    image: {IMAGE}
+    restart: on-failure
+    command: ["sh", "-c", "if [ -f /marker ]; then echo SECOND-RUN; sleep 1000; else touch /marker; exit 1; fi"]
+"#
+        ),
+    );
+    s.ok(&["up", "-d"]);
+    s.ok(&["exec", "-T", "app", "sh", "-c", "echo kept > /etc/marker"]);
+    s.ok(&["restart", "-t", "1", "app"]);
+    assert_eq!(
+        s.ok(&["exec", "-T", "app", "cat", "/etc/marker"]).trim(),
+        "kept"
+    );
+    s.ok(&["stop", "-t", "1", "app"]);
+    s.ok(&["start", "app"]);
+    assert_eq!(
+        s.ok(&["exec", "-T", "app", "cat", "/etc/marker"]).trim(),
+        "kept"
+    );
+    // The restart policy brings `retry` back with the file its first run made.
+    eventually(Duration::from_secs(10), "retry's second run", || {
+        s.ok(&["logs", "retry"]).contains("SECOND-RUN")
+    });
+    s.down_and_check();
+}

@@ -174,7 +174,7 @@ impl Supervisor {
             }
             // Containers adopted from a previous supervisor are not our children: poll them.
             if last_observe.elapsed() > Duration::from_secs(1) {
-                self.engine.observe(true);
+                self.engine.supervise_adopted();
                 last_observe = Instant::now();
             }
         }

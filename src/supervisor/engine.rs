@@ -842,6 +842,74 @@ impl Engine {
         let Some((true, restarts)) = restart else {
             return;
         };
+        self.schedule_restart(name, restarts);
+    }
+
+    /// The supervisor's periodic look at containers it did not start (adopted from a
+    /// supervisor that was killed: not our children, so no waitpid tells us of their exit).
+    /// Those whose pid 1 is gone are recorded exited and get their restart policy applied,
+    /// as our own children do in `on_exit`. Their exit code is unknown (it went to the dead
+    /// supervisor's reaper): `on-failure` counts it as a failure.
+    pub fn supervise_adopted(self: &Arc<Self>) {
+        let watched: HashSet<String> = self
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, l)| l.watched)
+            .map(|(n, _)| n.clone())
+            .collect();
+        let adopted: Vec<String> = self
+            .lock_state()
+            .containers
+            .values()
+            .filter(|c| c.status == ContainerStatus::Running && !watched.contains(&c.name))
+            .map(|c| c.name.clone())
+            .collect();
+        let st = self.observe_state(true);
+        if !self.supervising || self.shutting_down.load(Ordering::SeqCst) {
+            return;
+        }
+        for name in adopted {
+            if st
+                .containers
+                .get(&name)
+                .is_none_or(|c| c.status != ContainerStatus::Exited)
+            {
+                continue;
+            }
+            let stopping = self
+                .stopping
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&name);
+            let policy = self.loaded().and_then(|l| {
+                let svc = st.containers.get(&name)?.service.clone();
+                l.desired.services.get(&svc).map(|s| s.restart)
+            });
+            let restart = self.update(|st| {
+                let c = st.containers.get_mut(&name)?;
+                let code = c.exit_code.unwrap_or(255);
+                let again = c.status == ContainerStatus::Exited
+                    && !stopping
+                    && policy.is_some_and(|p| {
+                        p.should_restart(code, c.restart_count, c.stopped_by_user)
+                    });
+                if again {
+                    c.status = ContainerStatus::Restarting;
+                }
+                Some((again, c.restart_count))
+            });
+            if let Some((true, restarts)) = restart {
+                tracing::info!("container {name}: adopted, exited: restart policy applies");
+                self.schedule_restart(&name, restarts);
+            }
+        }
+    }
+
+    /// Restart `name` after Docker's backoff for its `restarts`-th restart, unless it was
+    /// stopped or the project goes down in between.
+    fn schedule_restart(self: &Arc<Self>, name: &str, restarts: u32) {
         let delay = super::model::RestartPolicy::backoff(restarts);
         let me = self.clone();
         let n = name.to_string();
@@ -877,8 +945,23 @@ impl Engine {
             .handle(name)
             .ok_or_else(|| cerr(name, "no runtime record (was it created?)"))?;
         let spec = old.spec.clone();
-        // Only the runtime part goes: logs, files and the network stay.
+        // Only the runtime part goes: logs, files and the network stay, and so does the
+        // writable layer (Docker keeps a container's filesystem changes until it is
+        // removed): the upper dir is moved aside while the runtime's state folder is cleaned,
+        // then put back for the new overlay. The overlay's work dir is not kept (its
+        // `volatile` marker would make the new mount fail).
+        let upper = spec.state_dir.join("upper");
+        let kept = self.paths.container_dir(name).join("upper.kept");
+        let keep = upper.is_dir() && std::fs::rename(&upper, &kept).is_ok();
         let _ = rt::cleanup(&spec.state_dir);
+        if keep {
+            let restored = std::fs::create_dir_all(&spec.state_dir)
+                .and_then(|_| std::fs::rename(&kept, &upper));
+            if let Err(e) = restored {
+                tracing::warn!("container {name}: keeping the writable layer: {e}");
+                let _ = std::fs::remove_dir_all(&kept);
+            }
+        }
         let created = self.runtime_create(&spec, name)?;
         self.live
             .lock()
