@@ -590,3 +590,96 @@ services:
     });
     s.down_and_check();
 }
+
+#[test]
+fn down_rmi_removes_local_or_all_images_but_not_one_another_project_runs() {
+    let s = Stack::new(
+        "rmidown",
+        79,
+        &format!(
+            r#"
+services:
+  built:
+    build: .
+    command: ["sleep", "1000"]
+  tagged:
+    image: {IMAGE}
+    command: ["sleep", "1000"]
+"#
+        ),
+    );
+    let images = || s.ok(&["image", "ls"]);
+    s.ok(&["image", "import", s.tar.to_str().unwrap(), "rmidown-built"]);
+    s.ok(&["up", "-d"]);
+    // local: only the image without a custom tag.
+    s.ok(&["down", "-t", "1", "--rmi", "local"]);
+    let ls = images();
+    assert!(!ls.contains("rmidown-built"), "{ls}");
+    assert!(ls.contains("e2e/busybox"), "{ls}");
+    s.assert_no_leaks();
+
+    // all: every image, except one a container of another project still runs.
+    s.ok(&["image", "import", s.tar.to_str().unwrap(), "rmidown-built"]);
+    let other_dir = s.tmp.path().join("other");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    std::fs::write(
+        other_dir.join("compose.yaml"),
+        // Its own subnet (10.213.180.0/24: pool number 80, kept free for this): the test's
+        // pool holds one network.
+        format!(
+            "services:\n  keep:\n    image: {IMAGE}\n    command: [\"sleep\", \"1000\"]\n\
+             networks:\n  default:\n    ipam:\n      config:\n        - subnet: 10.213.180.0/24\n"
+        ),
+    )
+    .unwrap();
+    let other = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rcompose"))
+            .args(["-p", "rmiother"])
+            .args(args)
+            .current_dir(&other_dir)
+            .env("RCOMPOSE_ROOT", &s.root)
+            .env("RCOMPOSE_RUN", &s.run)
+            .env("RCOMPOSE_NETWORK_POOL", &s.pool)
+            .env("COMPOSE_PROGRESS", "plain")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // The other project goes down even when an assertion fails (its supervisor must not
+    // outlive the test).
+    struct OtherDown<'a>(&'a dyn Fn(&[&str]));
+    impl Drop for OtherDown<'_> {
+        fn drop(&mut self) {
+            (self.0)(&["down", "-t", "0"]);
+        }
+    }
+    let other_down = |args: &[&str]| {
+        let _ = std::process::Command::new(env!("CARGO_BIN_EXE_rcompose"))
+            .args(["-p", "rmiother"])
+            .args(args)
+            .current_dir(&other_dir)
+            .env("RCOMPOSE_ROOT", &s.root)
+            .env("RCOMPOSE_RUN", &s.run)
+            .stdin(std::process::Stdio::null())
+            .output();
+    };
+    let _guard = OtherDown(&other_down);
+    other(&["up", "-d"]);
+    s.ok(&["up", "-d"]);
+    let out = s.rc(&["down", "-t", "1", "--rmi", "all"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ls = images();
+    assert!(!ls.contains("rmidown-built"), "{ls}");
+    assert!(ls.contains("e2e/busybox"), "kept for rmiother: {ls}");
+    other(&["down", "-t", "1"]);
+    s.assert_no_leaks();
+}

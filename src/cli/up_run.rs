@@ -218,14 +218,12 @@ pub fn count_signals(counter: Arc<AtomicUsize>) -> Result<()> {
 /// `rcompose down`.
 pub fn down(g: &GlobalArgs, args: DownArgs) -> Result<ExitCode> {
     let ctx = Ctx::without_project(g)?;
-    if args.rmi.is_some() {
-        eprintln!("WARN[0000] --rmi: images are kept (image removal is `rcompose image rm`)");
-    }
     let options = DownOptions {
         remove_orphans: args.remove_orphans,
         volumes: args.volumes,
         timeout: args.timeout.map(Duration::from_secs),
         services: args.services.clone(),
+        rmi: args.rmi.clone(),
     };
     let sink = ProgressSink::new(g, false);
     if g.dry_run {

@@ -1301,6 +1301,15 @@ impl Engine {
         }
     }
 
+    /// Remove an image from the store (`down --rmi`); `false` when it was not there.
+    pub fn remove_image(&self, image: &str) -> Result<bool, String> {
+        let store = self.images()?;
+        if !matches!(store.get(image), Ok(Some(_))) {
+            return Ok(false);
+        }
+        store.remove(image).map(|_| true).map_err(|e| e.to_string())
+    }
+
     /// A container's labels as Docker Compose sets them: the service's `labels`, then its own
     /// `com.docker.compose.*` (which win, as in Docker Compose).
     fn container_labels(

@@ -29,6 +29,11 @@ pub fn container_name(project: &str, service: &str, number: u32) -> String {
 }
 
 /// `<project>-<service>-run-<id>` for one-off containers of `rcompose run`.
+/// The image of a service without `image:` (what `build:` produces): `<project>-<service>`.
+pub fn scoped_image(project: &str, service: &str) -> String {
+    format!("{project}-{service}")
+}
+
 pub fn oneoff_name(project: &str, service: &str, id: &str) -> String {
     format!("{project}-{service}-run-{id}")
 }

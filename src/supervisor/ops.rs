@@ -198,9 +198,17 @@ pub fn handle(engine: &Arc<Engine>, req: &Request, out: &dyn Reporter) -> Result
                 down_oneoffs(engine, options, out);
             }
             let desired = engine.loaded().map(|l| l.desired.clone());
-            let plan =
-                reconcile::reconcile_down(&engine.observe_state(true), desired.as_ref(), options);
+            let observed = engine.observe_state(true);
+            let images = options
+                .rmi
+                .as_deref()
+                .map(|kind| images_to_remove(&observed, desired.as_ref(), kind, options))
+                .unwrap_or_default();
+            let plan = reconcile::reconcile_down(&observed, desired.as_ref(), options);
             let r = run_plan(engine, &plan, *parallel, out);
+            if r.is_ok() {
+                remove_images(engine, &images, out);
+            }
             engine.stop_dns();
             let _ = engine.forget_if_empty();
             r.map(|_| 0)
@@ -329,6 +337,77 @@ pub fn handle(engine: &Arc<Engine>, req: &Request, out: &dyn Reporter) -> Result
                 out.message("No stopped containers");
             }
             run_plan(engine, &plan, 0, out).map(|_| 0)
+        }
+    }
+}
+
+/// `down --rmi`: the images of the services being taken down. `local`: only images without a
+/// custom tag (a service without `image:` uses `<project>-<service>`); `all`: every one.
+fn images_to_remove(
+    state: &super::state::ProjectState,
+    desired: Option<&super::model::DesiredProject>,
+    kind: &str,
+    options: &DownOptions,
+) -> Vec<String> {
+    let chosen = |s: &str| options.services.is_empty() || options.services.iter().any(|x| x == s);
+    let mut used: Vec<(String, String)> = state
+        .containers
+        .values()
+        .filter(|c| chosen(&c.service))
+        .map(|c| (c.service.clone(), c.image.clone()))
+        .collect();
+    if let Some(d) = desired {
+        used.extend(
+            d.services
+                .values()
+                .filter(|s| chosen(&s.name))
+                .map(|s| (s.name.clone(), s.image.clone())),
+        );
+    }
+    let mut out: Vec<String> = used
+        .into_iter()
+        .filter(|(svc, image)| {
+            kind == "all" || *image == super::naming::scoped_image(&state.name, svc)
+        })
+        .map(|(_, image)| image)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Remove `images`, skipping quietly (a debug line) any that a container of another project
+/// under the same root still runs.
+fn remove_images(engine: &Engine, images: &[String], out: &dyn Reporter) {
+    let root = &engine.paths.root;
+    let me = engine.paths.project.clone();
+    let in_use_elsewhere = |image: &str| {
+        super::state::list_projects(root)
+            .into_iter()
+            .filter(|p| *p != me)
+            .filter_map(|p| {
+                let f = root.join("projects").join(&p).join("state.json");
+                serde_json::from_slice::<super::state::ProjectState>(&std::fs::read(f).ok()?).ok()
+            })
+            .any(|st| {
+                st.containers.values().any(|c| {
+                    c.image == image
+                        && matches!(c.status, ContainerStatus::Running | ContainerStatus::Paused)
+                        && c.pid
+                            .is_some_and(|p| super::state::pid_alive(p, c.pid_start))
+                })
+            })
+    };
+    for image in images {
+        if in_use_elsewhere(image) {
+            tracing::debug!("image {image}: kept, used by another project's running container");
+            continue;
+        }
+        out.emit(Event::working(Resource::Image, image, "Removing"));
+        match engine.remove_image(image) {
+            Ok(true) => out.emit(Event::done(Resource::Image, image, "Removed")),
+            Ok(false) => {}
+            Err(e) => out.emit(Event::failed(Resource::Image, image, e)),
         }
     }
 }

@@ -39,6 +39,10 @@ pub struct DownOptions {
     pub timeout: Option<Duration>,
     /// Services named on the command line (empty: everything).
     pub services: Vec<String>,
+    /// `--rmi local|all`: remove the images the services used (`local`: only those without
+    /// a custom tag, i.e. named `<project>-<service>`).
+    #[serde(default)]
+    pub rmi: Option<String>,
 }
 
 /// What observation found.

@@ -152,7 +152,7 @@ pub fn config_hash(svc: &compose::Service) -> String {
 pub fn image_ref(project: &compose::Project, svc: &compose::Service) -> String {
     svc.image
         .clone()
-        .unwrap_or_else(|| format!("{}-{}", project.name, svc.name))
+        .unwrap_or_else(|| naming::scoped_image(&project.name, &svc.name))
 }
 
 /// The desired state of `project` (healthchecks from the service only: image healthchecks are
