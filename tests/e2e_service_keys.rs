@@ -492,3 +492,90 @@ services:
     );
     s.assert_no_leaks();
 }
+
+#[test]
+fn volume_driver_opts_bind_a_host_folder_or_mount_a_tmpfs() {
+    let s = Stack::new(
+        "voldriver",
+        81,
+        &format!(
+            r#"
+services:
+  app:
+    image: {IMAGE}
+    init: true
+    command: ["sleep", "1000"]
+    volumes:
+      - hostdata:/data
+      - scratch:/scratch
+volumes:
+  hostdata:
+    driver_opts:
+      type: none
+      o: bind
+      device: ./host-folder
+  scratch:
+    driver_opts:
+      type: tmpfs
+      device: tmpfs
+      o: size=8m
+"#
+        ),
+    );
+    let host = s.dir.join("host-folder");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("from-host"), "hello\n").unwrap();
+    let out = s.rc(&["up", "-d"]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("driver_opts is ignored"), "{err}");
+    assert_eq!(
+        s.ok(&["exec", "-T", "app", "cat", "/data/from-host"]),
+        "hello\n"
+    );
+    s.ok(&[
+        "exec",
+        "-T",
+        "app",
+        "sh",
+        "-c",
+        "echo back > /data/from-container",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("from-container")).unwrap(),
+        "back\n"
+    );
+    let mounts = s.ok(&["exec", "-T", "app", "cat", "/proc/mounts"]);
+    let scratch = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(1) == Some("/scratch"))
+        .unwrap_or_else(|| panic!("no /scratch mount in:\n{mounts}"));
+    assert!(
+        scratch.starts_with("tmpfs ") && scratch.contains("size=8192k"),
+        "{scratch}"
+    );
+    s.down_and_check();
+    // The bound folder is the user's: down -v leaves it (and its files) alone.
+    assert!(host.join("from-host").exists());
+}
+
+#[test]
+fn a_platform_the_image_does_not_have_is_refused() {
+    let s = Stack::new(
+        "platformno",
+        82,
+        &format!(
+            r#"
+services:
+  app:
+    image: {IMAGE}
+    platform: linux/s390x
+    command: ["sleep", "1000"]
+"#
+        ),
+    );
+    refused(
+        &s,
+        &["service app", "platform linux/s390x", "does not match"],
+    );
+}

@@ -28,8 +28,11 @@ pub fn up(g: &GlobalArgs, args: UpArgs) -> Result<ExitCode> {
     }
     let ctx = Ctx::with_project(g, &args.services)?;
     // Refused before a supervisor starts or anything is created.
-    for svc in ctx.project.iter().flat_map(|p| p.services.values()) {
-        crate::supervisor::spec::check_service(svc).map_err(anyhow::Error::msg)?;
+    for p in ctx.project.iter() {
+        for svc in p.services.values() {
+            crate::supervisor::spec::check_service(svc).map_err(anyhow::Error::msg)?;
+        }
+        crate::supervisor::spec::check_platforms(p, &ctx.paths.root).map_err(anyhow::Error::msg)?;
     }
     let options = UpOptions {
         services: args.services.clone(),

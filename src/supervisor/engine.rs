@@ -1301,6 +1301,15 @@ impl Engine {
         }
     }
 
+    /// `platform:` of a service against its image, when the image is present (before `up`
+    /// creates anything).
+    pub fn check_platform(&self, svc: &compose::Service, image: &str) -> Result<(), String> {
+        match self.images().map(|s| s.get(image)) {
+            Ok(Ok(Some(img))) => spec::check_platform(svc, &img),
+            _ => Ok(()),
+        }
+    }
+
     /// Remove an image from the store (`down --rmi`); `false` when it was not there.
     pub fn remove_image(&self, image: &str) -> Result<bool, String> {
         let store = self.images()?;
@@ -1706,6 +1715,7 @@ impl ContainerBackend for Arc<Engine> {
                 image: desired.image.clone(),
                 reason: "not present in the image store".into(),
             })?;
+        spec::check_platform(svc, &image).map_err(|e| cerr(name, e))?;
         let id = {
             use sha2::{Digest, Sha256};
             let mut h = Sha256::new();

@@ -447,6 +447,9 @@ pub fn up(
     for name in loaded.desired.select(&options.services, options.no_deps) {
         if let Some(svc) = loaded.project.services.get(&name) {
             super::spec::check_service(svc).map_err(OpError::Invalid)?;
+            engine
+                .check_platform(svc, &loaded.desired.services[&name].image)
+                .map_err(OpError::Invalid)?;
         }
         let d = &loaded.desired.services[&name];
         let n = options.scale.get(&name).copied().unwrap_or(d.replicas);

@@ -477,6 +477,17 @@ pub fn container_spec(
                 });
             }
             "volume" => {
+                let driver = v
+                    .source
+                    .as_deref()
+                    .and_then(|k| project.volumes.get(k))
+                    .and_then(|vol| {
+                        local_driver_mount(vol, &project.working_dir, &target, read_only)
+                    });
+                if let Some(m) = driver {
+                    mounts.push(m?);
+                    continue;
+                }
                 let source = match v.source.as_deref() {
                     Some(key) if project.volumes.contains_key(key) => paths
                         .volumes_root
@@ -699,6 +710,66 @@ pub fn hook_exec(
     })
 }
 
+/// The mount of a named volume whose `driver_opts` ask the local driver for something other
+/// than a folder, as Docker's local driver does: `type: none` + `o: bind` + `device: PATH`
+/// binds that host path (which must exist), `type: tmpfs` (`o: size=…`) is a tmpfs — one per
+/// container here, where Docker shares one mount between the containers of the volume.
+/// `None`: a plain volume folder.
+pub fn local_driver_mount(
+    vol: &compose::model::Volume,
+    working_dir: &Path,
+    target: &str,
+    read_only: bool,
+) -> Option<Result<rt::MountSpec, String>> {
+    let opts = vol.driver_opts.as_ref()?;
+    let ty = opts.get("type").map(String::as_str);
+    let o: Vec<&str> = opts
+        .get("o")
+        .map(|o| o.split(',').map(str::trim).collect())
+        .unwrap_or_default();
+    match ty {
+        Some("none") | None if o.contains(&"bind") || o.contains(&"rbind") => {
+            let Some(device) = opts.get("device") else {
+                return Some(Err(format!(
+                    "volume driver_opts o: bind needs a device (the host path) for {target}"
+                )));
+            };
+            // A relative device is taken from the project folder (Docker needs an absolute one).
+            let source = working_dir.join(device);
+            if !source.is_dir() {
+                return Some(Err(format!(
+                    "volume driver_opts device {}: no such folder on the host",
+                    source.display()
+                )));
+            }
+            Some(Ok(rt::MountSpec::Bind {
+                source,
+                target: target.to_string(),
+                read_only: read_only || o.contains(&"ro"),
+                propagation: None,
+                create_host_path: false,
+            }))
+        }
+        Some("tmpfs") => {
+            let size = o
+                .iter()
+                .find_map(|x| x.strip_prefix("size="))
+                .and_then(compose::units::parse_bytes)
+                .map(|b| b.max(0) as u64);
+            let mode = o
+                .iter()
+                .find_map(|x| x.strip_prefix("mode="))
+                .and_then(|m| u32::from_str_radix(m, 8).ok());
+            Some(Ok(rt::MountSpec::Tmpfs {
+                target: target.to_string(),
+                size,
+                mode,
+            }))
+        }
+        _ => None,
+    }
+}
+
 /// Service keys `up` loads but does not apply, each with why. This list sits next to
 /// `container_spec` (which applies the others): whoever makes one of these work removes it
 /// here in the same change, so the warnings and the code cannot drift apart.
@@ -796,11 +867,13 @@ pub fn ignored_attributes(project: &compose::Project) -> Vec<String> {
         if vol.external == Some(true) {
             continue;
         }
-        if vol.driver_opts.as_ref().is_some_and(|o| !o.is_empty()) {
+        if vol.driver_opts.as_ref().is_some_and(|o| !o.is_empty())
+            && local_driver_mount(vol, &project.working_dir, "/", false).is_none()
+        {
             let at = locate(&files, "volumes", name, "driver_opts");
             out.push(format!(
-                "{at}volumes.{name}.driver_opts is ignored: a volume is a folder under the \
-                 state root"
+                "{at}volumes.{name}.driver_opts is ignored: only type none with o bind and a \
+                 device, or type tmpfs, are applied"
             ));
         }
         if let Some(d) = vol.driver.as_deref().filter(|d| *d != "local") {
@@ -853,4 +926,59 @@ fn locate(files: &[(String, String)], section: &str, name: &str, key: &str) -> S
         }
     }
     String::new()
+}
+
+/// `platform:` (`os/arch[/variant]`) against the image's own: a clear error when they differ
+/// (rcompose runs images natively, with no emulation).
+pub fn check_platform(svc: &compose::Service, image: &Image) -> Result<(), String> {
+    let Some(want) = svc.platform.as_deref() else {
+        return Ok(());
+    };
+    let arch = |a: &str| match a {
+        "x86_64" | "x86-64" => "amd64".to_string(),
+        "aarch64" => "arm64".to_string(),
+        other => other.to_string(),
+    };
+    let mut parts = want.split('/');
+    let (os, a, variant) = (parts.next(), parts.next(), parts.next());
+    let has = format!(
+        "{}/{}{}",
+        image.os,
+        image.architecture,
+        image
+            .variant
+            .as_deref()
+            .map(|v| format!("/{v}"))
+            .unwrap_or_default()
+    );
+    let matches = os == Some(image.os.as_str())
+        && a.is_none_or(|a| arch(a) == arch(&image.architecture))
+        && variant.is_none_or(|v| image.variant.as_deref().is_none_or(|iv| iv == v));
+    if matches {
+        Ok(())
+    } else {
+        Err(format!(
+            "service {}: platform {want} does not match image {} ({has}); rcompose runs \
+             images natively, without emulation",
+            svc.name,
+            image.reference.familiar()
+        ))
+    }
+}
+
+/// `check_platform` for every service of `project` whose image is in the store under `root`
+/// (before `up` starts a supervisor or creates anything).
+pub fn check_platforms(project: &compose::Project, root: &Path) -> Result<(), String> {
+    if project.services.values().all(|s| s.platform.is_none()) {
+        return Ok(());
+    }
+    let Ok(store) = runtime::image::Store::open(root) else {
+        return Ok(());
+    };
+    for svc in project.services.values().filter(|s| s.platform.is_some()) {
+        if let Ok(Some(img)) = store.get(&image_ref(project, svc)) {
+            check_platform(svc, &img)?;
+        }
+    }
+    Ok(())
 }
