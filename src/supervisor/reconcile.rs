@@ -555,6 +555,9 @@ fn teardown(
     }
     let mut stop_steps: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     let mut remove_steps = Vec::new();
+    // Remove steps of the containers on each network: a network goes as soon as its own
+    // containers are gone, not after the whole project's.
+    let mut net_users: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     let mut done: BTreeSet<&str> = BTreeSet::new();
     while done.len() < services.len() {
         let ready: Vec<&str> = services
@@ -606,14 +609,18 @@ fn teardown(
                 if !remove {
                     continue;
                 }
-                remove_steps.push(plan.add(
+                let id = plan.add(
                     Action::RemoveContainer {
                         service: c.service.clone(),
                         container: c.name.clone(),
                     },
                     "project down",
                     &stop,
-                ));
+                );
+                remove_steps.push(id);
+                for n in &c.networks {
+                    net_users.entry(n.as_str()).or_default().push(id);
+                }
             }
             stop_steps.insert(svc, mine);
             done.insert(svc);
@@ -641,7 +648,10 @@ fn teardown(
                     network: net.name.clone(),
                 },
                 "project down",
-                &remove_steps,
+                net_users
+                    .get(net.name.as_str())
+                    .map(Vec::as_slice)
+                    .unwrap_or_default(),
             );
         }
         if opts.volumes {
