@@ -982,3 +982,52 @@ pub fn check_platforms(project: &compose::Project, root: &Path) -> Result<(), St
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locate_finds_the_line_of_a_key_in_its_block() {
+        let text = "name: x\nservices:\n  web:\n    image: a\n  app:\n    image: b\n    # note\n    cgroup_parent: c\nnetworks:\n  default:\n    driver_opts:\n      a: b\n";
+        let files = vec![("c.yaml".to_string(), text.to_string())];
+        assert_eq!(
+            locate(&files, "services", "app", "cgroup_parent"),
+            "c.yaml:8: "
+        );
+        assert_eq!(locate(&files, "services", "web", "cgroup_parent"), "");
+        assert_eq!(
+            locate(&files, "networks", "default", "driver_opts"),
+            "c.yaml:11: "
+        );
+        assert_eq!(locate(&files, "volumes", "default", "driver_opts"), "");
+    }
+
+    #[test]
+    fn a_hook_takes_its_command_environment_and_user_over_the_process() {
+        let process = rt::ProcessSpec {
+            args: vec!["sleep".into()],
+            env: vec!["A=1".into(), "B=2".into()],
+            user: Some("app".into()),
+            cwd: Some("/srv".into()),
+            ..Default::default()
+        };
+        let hook = serde_json::json!({
+            "command": "sh -c 'echo hi there'",
+            "environment": {"B": "3", "C": null},
+            "user": "root",
+            "privileged": true,
+        });
+        let e = hook_exec(&hook, &process).unwrap();
+        assert_eq!(e.process.args, ["sh", "-c", "echo hi there"]);
+        assert_eq!(e.process.env, ["A=1", "B=3", "C="]);
+        assert_eq!(e.process.user.as_deref(), Some("root"));
+        assert_eq!(e.process.cwd.as_deref(), Some("/srv"));
+        assert!(e.privileged);
+        let list = serde_json::json!({"command": ["touch", "/x"], "environment": ["D=4"]});
+        let e = hook_exec(&list, &process).unwrap();
+        assert_eq!(e.process.args, ["touch", "/x"]);
+        assert!(e.process.env.contains(&"D=4".to_string()));
+        assert!(hook_exec(&serde_json::json!({}), &process).is_err());
+    }
+}
