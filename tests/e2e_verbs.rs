@@ -333,3 +333,171 @@ fn cp_copies_both_ways() {
     );
     s.down_and_check();
 }
+
+/// An HTTP GET of `path` on 127.0.0.1:`port`: the whole response, or the error.
+fn http_get(port: u16, path: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+#[test]
+fn run_publishes_ports_and_mounts_bind_and_named_volumes() {
+    let s = Stack::new(
+        "runpv",
+        85,
+        &r#"
+services:
+  web:
+    image: IMAGE
+    command: ["true"]
+    ports: ["127.0.0.1:18851:80"]
+"#
+        .replace("IMAGE", IMAGE),
+    );
+    std::fs::create_dir_all(s.dir.join("www")).unwrap();
+    std::fs::write(s.dir.join("www/index.html"), "hello from a bind mount\n").unwrap();
+    // -p host:container on 127.0.0.1, -v a relative bind, read-only.
+    let name = s.ok(&[
+        "run",
+        "-d",
+        "-p",
+        "127.0.0.1:18852:8000",
+        "-v",
+        "./www:/www:ro",
+        "web",
+        "httpd",
+        "-f",
+        "-p",
+        "8000",
+        "-h",
+        "/www",
+    ]);
+    let name = name.trim();
+    assert!(name.starts_with("runpv-web-run-"), "{name}");
+    let mut body = String::new();
+    eventually(
+        Duration::from_secs(10),
+        "the published one-off answers",
+        || match http_get(18852, "/index.html") {
+            Ok(b) => {
+                body = b;
+                true
+            }
+            Err(_) => false,
+        },
+    );
+    assert!(body.contains("hello from a bind mount"), "{body}");
+    // The service's own port is not published without --service-ports.
+    assert!(http_get(18851, "/").is_err());
+    // The DNAT rule is in rcompose's nft table.
+    let nft = std::process::Command::new("nft")
+        .args([
+            "list",
+            "table",
+            "ip",
+            &network::Networks::new(&s.root).nft_table(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&nft.stdout).contains("18852"),
+        "{}",
+        String::from_utf8_lossy(&nft.stdout)
+    );
+    // :ro holds.
+    let out = s.rc(&[
+        "run",
+        "--rm",
+        "-v",
+        "./www:/www:ro",
+        "web",
+        "sh",
+        "-c",
+        "echo x > /www/new",
+    ]);
+    assert!(!out.status.success());
+    assert!(!s.dir.join("www/new").exists());
+    // A named volume outlives the one-off that wrote it.
+    s.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "cache:/cache",
+        "web",
+        "sh",
+        "-c",
+        "echo kept > /cache/f",
+    ]);
+    assert_eq!(
+        s.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            "cache:/cache",
+            "web",
+            "cat",
+            "/cache/f"
+        ]),
+        "kept\n"
+    );
+    // --service-ports publishes the service's ports, -p adds to them (ranges too).
+    let name2 = s.ok(&[
+        "run",
+        "-d",
+        "--service-ports",
+        "-p",
+        "127.0.0.1:18853-18854:8000-8001",
+        "web",
+        "sh",
+        "-c",
+        "httpd -p 80 -h /etc; httpd -p 8001 -h /etc; exec httpd -f -p 8000 -h /etc",
+    ]);
+    for port in [18851, 18853, 18854] {
+        eventually(
+            Duration::from_secs(10),
+            "a --service-ports port answers",
+            || http_get(port, "/passwd").is_ok_and(|b| b.contains("root:x:0:0")),
+        );
+    }
+    assert!(name2.starts_with("runpv-web-run-"), "{name2}");
+    // --cap-drop removes the capability from the process (CAP_NET_RAW is bit 13).
+    let caps = s.ok(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "NET_RAW",
+        "web",
+        "grep",
+        "CapBnd",
+        "/proc/self/status",
+    ]);
+    let hex = caps.split_whitespace().nth(1).unwrap();
+    let mask = u64::from_str_radix(hex, 16).unwrap();
+    assert_eq!(mask & (1 << 13), 0, "{caps}");
+    // --pull never with an image the store lacks is an error naming it.
+    std::fs::write(
+        s.dir.join("compose.yaml"),
+        "services:\n  web:\n    image: e2e/absent:1\n",
+    )
+    .unwrap();
+    let out = s.rc(&["run", "--rm", "--pull", "never", "web", "true"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("e2e/absent:1"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(
+        s.dir.join("compose.yaml"),
+        "services:\n  web:\n    image: IMAGE\n".replace("IMAGE", IMAGE),
+    )
+    .unwrap();
+    s.down_and_check();
+    assert!(std::net::TcpStream::connect(("127.0.0.1", 18852)).is_err());
+}
