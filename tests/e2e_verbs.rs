@@ -501,3 +501,107 @@ services:
     s.down_and_check();
     assert!(std::net::TcpStream::connect(("127.0.0.1", 18852)).is_err());
 }
+
+#[test]
+fn stats_shows_cpu_percent_memory_limit_network_and_pids() {
+    let s = Stack::new(
+        "statsv",
+        86,
+        &r#"
+services:
+  busy:
+    image: IMAGE
+    command: ["sh", "-c", "while :; do :; done"]
+    mem_limit: 64m
+  web:
+    image: IMAGE
+    command: ["httpd", "-f", "-p", "80", "-h", "/etc"]
+"#
+        .replace("IMAGE", IMAGE),
+    );
+    s.ok(&["up", "-d"]);
+    s.ok(&[
+        "exec",
+        "-T",
+        "busy",
+        "wget",
+        "-q",
+        "-O",
+        "/dev/null",
+        "http://web/passwd",
+    ]);
+    let table = s.ok(&["stats", "--no-stream"]);
+    let mut lines = table.lines();
+    let header = lines.next().unwrap();
+    let cols: Vec<&str> = header
+        .split("   ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(
+        cols,
+        [
+            "CONTAINER ID",
+            "NAME",
+            "CPU %",
+            "MEM USAGE / LIMIT",
+            "MEM %",
+            "NET I/O",
+            "BLOCK I/O",
+            "PIDS"
+        ],
+        "{table}"
+    );
+    assert_eq!(lines.count(), 2, "{table}");
+    let json = s.ok(&["stats", "--no-stream", "--format", "json"]);
+    let rows: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let row = |n: &str| rows.iter().find(|r| r["Name"] == n).unwrap().clone();
+    let busy = row("statsv-busy-1");
+    let pct = |v: &serde_json::Value| -> f64 {
+        v.as_str().unwrap().trim_end_matches('%').parse().unwrap()
+    };
+    // A busy loop uses most of one CPU (the machine is shared: be lenient), the idle web none.
+    assert!(pct(&busy["CPUPerc"]) > 20.0, "{busy}");
+    assert!(pct(&row("statsv-web-1")["CPUPerc"]) < 5.0, "{rows:?}");
+    assert!(
+        busy["MemUsage"].as_str().unwrap().ends_with(" / 64MiB"),
+        "{busy}"
+    );
+    assert!(pct(&busy["MemPerc"]) > 0.0, "{busy}");
+    assert_eq!(busy["ID"].as_str().unwrap().len(), 12);
+    let web = row("statsv-web-1");
+    assert_eq!(web["PIDs"], "1");
+    // The page went out of web's veth: both counters moved.
+    let net = web["NetIO"].as_str().unwrap();
+    let (rx, tx) = net.split_once(" / ").unwrap();
+    assert!(rx != "0B" && tx != "0B", "{net}");
+    assert!(web["BlockIO"].as_str().unwrap().contains(" / "), "{web}");
+    // Templates, --no-trunc, and services named.
+    let t = s.ok(&[
+        "stats",
+        "--no-stream",
+        "--no-trunc",
+        "--format",
+        "{{.Name}} {{.ID}}",
+        "web",
+    ]);
+    let (name, id) = t.trim().split_once(' ').unwrap();
+    assert_eq!(name, "statsv-web-1");
+    assert_eq!(id.len(), 64, "{t}");
+    // -a lists a stopped container with zero figures.
+    s.ok(&["stop", "-t", "1", "web"]);
+    let all = s.ok(&[
+        "stats",
+        "--no-stream",
+        "-a",
+        "--format",
+        "{{.Name}} {{.CPUPerc}}",
+    ]);
+    assert!(all.contains("statsv-web-1 0.00%"), "{all}");
+    let running = s.ok(&["stats", "--no-stream", "--format", "{{.Name}}"]);
+    assert_eq!(running, "statsv-busy-1\n");
+    s.down_and_check();
+}

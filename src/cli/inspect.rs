@@ -55,25 +55,6 @@ pub struct LsArgs {
     pub quiet: bool,
 }
 
-/// `rcompose stats`
-#[derive(Debug, Clone, Args)]
-pub struct StatsArgs {
-    /// Show all containers (default shows just running)
-    #[arg(short = 'a', long)]
-    pub all: bool,
-    /// Format output: table or json
-    #[arg(long, default_value = "table")]
-    pub format: String,
-    /// Disable streaming stats and only pull the first result
-    #[arg(long)]
-    pub no_stream: bool,
-    /// Do not truncate output
-    #[arg(long)]
-    pub no_trunc: bool,
-    /// Services (default: all)
-    pub services: Vec<String>,
-}
-
 /// `rcompose events`
 #[derive(Debug, Clone, Args)]
 pub struct EventsArgs {
@@ -157,7 +138,6 @@ pub struct CompletionArgs {
 }
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use runtime::container as rt;
@@ -376,56 +356,6 @@ pub fn ls(g: &GlobalArgs, a: LsArgs) -> Result<ExitCode> {
         print!("{}", table(&["NAME", "STATUS", "CONFIG FILES"], &rows));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `rcompose stats`: CPU, memory and pids from the cgroups.
-pub fn stats(g: &GlobalArgs, a: StatsArgs) -> Result<ExitCode> {
-    let ctx = Ctx::without_project(g)?;
-    loop {
-        let st = running_state(&ctx)?;
-        let mut rows = Vec::new();
-        for c in st.containers.values().filter(|c| {
-            (a.all || c.status == ContainerStatus::Running)
-                && (a.services.is_empty() || a.services.contains(&c.service))
-        }) {
-            let Ok(h) = handle(&ctx, &c.name) else {
-                continue;
-            };
-            let s = h.stats().ok();
-            let v = serde_json::to_value(&s).unwrap_or_default();
-            let mem = v.get("memory_usage").and_then(|x| x.as_u64()).unwrap_or(0);
-            let limit = v.get("memory_limit").and_then(|x| x.as_u64()).unwrap_or(0);
-            let pids = v.get("pids").and_then(|x| x.as_u64()).unwrap_or(0);
-            let cpu = v.get("cpu_usage_ns").and_then(|x| x.as_u64()).unwrap_or(0);
-            if a.format == "json" {
-                println!(
-                    "{}",
-                    json!({"Name": c.name, "ID": c.name, "CPUTime": cpu, "MemUsage": mem, "MemLimit": limit, "PIDs": pids})
-                );
-            } else {
-                rows.push(vec![
-                    c.name.clone(),
-                    format!("{:.2}s", cpu as f64 / 1e9),
-                    format!(
-                        "{:.1}MiB / {:.1}MiB",
-                        mem as f64 / 1048576.0,
-                        limit as f64 / 1048576.0
-                    ),
-                    pids.to_string(),
-                ]);
-            }
-        }
-        if a.format != "json" {
-            print!(
-                "{}",
-                table(&["NAME", "CPU TIME", "MEM USAGE / LIMIT", "PIDS"], &rows)
-            );
-        }
-        if a.no_stream {
-            return Ok(ExitCode::SUCCESS);
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    }
 }
 
 /// `rcompose events`: from the running supervisor.

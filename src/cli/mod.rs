@@ -20,6 +20,7 @@ pub mod project;
 pub mod ps;
 pub mod render;
 pub mod run;
+pub mod stats;
 pub mod tty;
 pub mod up;
 pub mod up_run;
@@ -82,7 +83,7 @@ pub enum Command {
     /// List running compose projects
     Ls(inspect::LsArgs),
     /// Display a live stream of container(s) resource usage statistics
-    Stats(inspect::StatsArgs),
+    Stats(stats::StatsArgs),
     /// Receive real time events from containers
     Events(inspect::EventsArgs),
     /// Attach local standard input, output, and error streams to a service's running container
@@ -146,7 +147,7 @@ pub fn main() -> ExitCode {
         Command::Port(a) => inspect::port(g, a),
         Command::Images(a) => inspect::images(g, a),
         Command::Ls(a) => inspect::ls(g, a),
-        Command::Stats(a) => inspect::stats(g, a),
+        Command::Stats(a) => stats::run(g, a),
         Command::Events(a) => inspect::events(g, a),
         Command::Pull(a) => inspect::pull(g, a),
         Command::Completion(args) => {
