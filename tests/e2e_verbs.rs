@@ -605,3 +605,86 @@ services:
     assert_eq!(running, "statsv-busy-1\n");
     s.down_and_check();
 }
+
+#[test]
+fn events_stream_live_and_replay_the_journal_without_a_supervisor() {
+    let s = Stack::new(
+        "evj",
+        87,
+        &r#"
+services:
+  web:
+    image: IMAGE
+    init: true
+    command: ["sleep", "1000"]
+"#
+        .replace("IMAGE", IMAGE),
+    );
+    s.ok(&["up", "-d"]);
+    // Live: a follower sees the stop it did not cause.
+    let mut child = s
+        .cmd(&["events", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(l);
+        }
+    });
+    // The follower is subscribed once a stop shows up; retry the stop/start cycle until then.
+    let mut seen = Vec::new();
+    eventually(Duration::from_secs(20), "a live stop event", || {
+        s.ok(&["restart", "-t", "1", "web"]);
+        while let Ok(l) = rx.recv_timeout(Duration::from_millis(300)) {
+            seen.push(l);
+        }
+        seen.iter().any(|l| l.contains("\"action\":\"stop\""))
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let ev: serde_json::Value = serde_json::from_str(&seen[0]).unwrap();
+    let mut keys: Vec<&str> = ev.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["action", "attributes", "id", "service", "time", "type"]
+    );
+    assert_eq!(ev["service"], "web");
+    assert_eq!(ev["type"], "container");
+    // The journal: past events in Docker Compose's text shape, bounded by --until.
+    let past = s.ok(&["events", "--since", "5m", "--until", "0s"]);
+    let start = past
+        .lines()
+        .find(|l| l.contains(" container start "))
+        .unwrap_or_else(|| panic!("{past}"));
+    assert!(
+        start.ends_with("(name=evj-web-1, project=evj, service=web)"),
+        "{start}"
+    );
+    assert_eq!(start.as_bytes()[10], b' ', "{start}");
+    // Without a supervisor: live streaming is refused plainly, the journal still answers.
+    s.ok(&["stop", "-t", "1"]);
+    let sock = s.run.join("evj/supervisor.sock");
+    eventually(Duration::from_secs(15), "the supervisor to exit", || {
+        !sock.exists()
+    });
+    let out = s.rc(&["events"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no supervisor runs for project evj"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let past = s.ok(&["events", "--since", "5m", "--json"]);
+    assert!(past.contains("\"action\":\"stop\""), "{past}");
+    assert_eq!(s.ok(&["events", "--since", "0s"]), "");
+    s.down_and_check();
+    assert!(!s.rc(&["events", "--since", "1h"]).status.success());
+}

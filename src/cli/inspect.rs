@@ -55,22 +55,6 @@ pub struct LsArgs {
     pub quiet: bool,
 }
 
-/// `rcompose events`
-#[derive(Debug, Clone, Args)]
-pub struct EventsArgs {
-    /// Output events as a stream of json objects
-    #[arg(long)]
-    pub json: bool,
-    /// Show all events created since timestamp
-    #[arg(long)]
-    pub since: Option<String>,
-    /// Stream events until this timestamp
-    #[arg(long)]
-    pub until: Option<String>,
-    /// Services (default: all)
-    pub services: Vec<String>,
-}
-
 /// `rcompose attach`
 #[derive(Debug, Clone, Args)]
 pub struct AttachArgs {
@@ -144,9 +128,6 @@ use runtime::container as rt;
 use runtime::image as img;
 use serde_json::json;
 
-use crate::supervisor::api::Line;
-use crate::supervisor::daemon;
-use crate::supervisor::ops::Request;
 use crate::supervisor::state::{
     list_projects, pid_alive, ContainerStatus, ProjectState, StateStore,
 };
@@ -355,37 +336,6 @@ pub fn ls(g: &GlobalArgs, a: LsArgs) -> Result<ExitCode> {
     } else {
         print!("{}", table(&["NAME", "STATUS", "CONFIG FILES"], &rows));
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `rcompose events`: from the running supervisor.
-pub fn events(g: &GlobalArgs, a: EventsArgs) -> Result<ExitCode> {
-    let ctx = Ctx::without_project(g)?;
-    if !daemon::running(&ctx.paths) {
-        bail!(
-            "no supervisor runs for project {} (events come from the supervisor of a running project)",
-            ctx.name
-        );
-    }
-    daemon::call(&ctx.paths, &Request::Events, &mut |l| {
-        if let Line::Event(e) = l {
-            if a.json {
-                println!(
-                    "{}",
-                    json!({"time": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-                        "type": "container", "action": e.status.to_lowercase(), "id": e.name, "service": e.name})
-                );
-            } else {
-                println!(
-                    "{} {} {} {}",
-                    humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
-                    e.resource.as_str().to_lowercase(),
-                    e.status.to_lowercase(),
-                    e.name
-                );
-            }
-        }
-    })?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -9,6 +9,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 pub mod attach;
 pub mod config;
 pub mod down;
+pub mod events;
 pub mod exec;
 pub mod global;
 pub mod image;
@@ -85,7 +86,7 @@ pub enum Command {
     /// Display a live stream of container(s) resource usage statistics
     Stats(stats::StatsArgs),
     /// Receive real time events from containers
-    Events(inspect::EventsArgs),
+    Events(events::EventsArgs),
     /// Attach local standard input, output, and error streams to a service's running container
     Attach(inspect::AttachArgs),
     /// Copy files/folders between a service container and the local filesystem
@@ -148,7 +149,7 @@ pub fn main() -> ExitCode {
         Command::Images(a) => inspect::images(g, a),
         Command::Ls(a) => inspect::ls(g, a),
         Command::Stats(a) => stats::run(g, a),
-        Command::Events(a) => inspect::events(g, a),
+        Command::Events(a) => events::run(g, a),
         Command::Pull(a) => inspect::pull(g, a),
         Command::Completion(args) => {
             let mut cmd = Cli::command();
