@@ -688,3 +688,144 @@ services:
     s.down_and_check();
     assert!(!s.rc(&["events", "--since", "1h"]).status.success());
 }
+
+#[test]
+fn volumes_export_and_commit_a_service_container() {
+    let compose = r#"
+services:
+  app:
+    image: IMAGE
+    init: true
+    command: ["sleep", "1000"]
+    volumes: ["data:/data"]
+volumes:
+  data: {}
+"#
+    .replace("IMAGE", IMAGE);
+    let s = Stack::new("volx", 88, &compose);
+    s.ok(&["up", "-d"]);
+    // volumes: the project's, shaped like `volume ls`.
+    let table = s.ok(&["volumes"]);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap()
+        .split("   ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(header, ["DRIVER", "VOLUME NAME"], "{table}");
+    assert_eq!(
+        lines.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["local", "volx_data"]
+    );
+    assert_eq!(s.ok(&["volumes", "-q"]), "volx_data\n");
+    assert_eq!(s.ok(&["volumes", "-q", "app"]), "volx_data\n");
+    let j: serde_json::Value =
+        serde_json::from_str(s.ok(&["volumes", "--format", "json"]).trim()).unwrap();
+    assert_eq!(j["Name"], "volx_data");
+    assert_eq!(j["Driver"], "local");
+    assert_eq!(
+        s.ok(&["volumes", "--format", "{{.Name}}:{{.Driver}}"]),
+        "volx_data:local\n"
+    );
+    // Changes: a new file, a removed one (a whiteout in the upper dir), a volume file.
+    s.ok(&[
+        "exec",
+        "-T",
+        "app",
+        "sh",
+        "-c",
+        "echo hi > /etc/added && rm /etc/group && echo v > /data/in-volume",
+    ]);
+    // export: the merged filesystem, without the volume's content.
+    let tar = s.tmp.path().join("app.tar");
+    s.ok(&["export", "-o", tar.to_str().unwrap(), "app"]);
+    let list = std::process::Command::new("tar")
+        .arg("-tf")
+        .arg(&tar)
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout).to_string();
+    let has = |p: &str| {
+        list.lines()
+            .any(|l| l.trim_start_matches("./").trim_end_matches('/') == p)
+    };
+    assert!(
+        has("etc/added") && has("bin/busybox") && has("etc/passwd"),
+        "{list}"
+    );
+    assert!(!has("etc/group"), "a removed file is not exported:\n{list}");
+    assert!(!has("data/in-volume"), "volumes are not exported:\n{list}");
+    let added = std::process::Command::new("tar")
+        .arg("-xOf")
+        .arg(&tar)
+        .arg("etc/added")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&added.stdout), "hi\n");
+    let piped = s.cmd(&["export", "app"]).output().unwrap();
+    assert!(piped.status.success());
+    assert_eq!(
+        piped.stdout.len() as u64,
+        std::fs::metadata(&tar).unwrap().len()
+    );
+    // commit: the changes as a new image on top of the service's.
+    let id = s.ok(&[
+        "commit",
+        "-a",
+        "E2E <e2e@example.org>",
+        "-m",
+        "add a file",
+        "-c",
+        "CMD [\"cat\", \"/etc/added\"]",
+        "-c",
+        "ENV COMMITTED=yes",
+        "app",
+        "e2e/committed:1",
+    ]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    let images = s.ok(&["image", "ls"]);
+    assert!(
+        images
+            .lines()
+            .any(|l| l.starts_with("e2e/committed ") && l.contains(" 1 ")),
+        "{images}"
+    );
+    let inspect = s.ok(&["image", "inspect", "e2e/committed:1"]);
+    assert!(
+        inspect.contains(&id.trim()[7..19]) || inspect.contains(id.trim()),
+        "{inspect}"
+    );
+    // A service can run it: the file is there, the removed one is not, CMD and ENV apply.
+    let with_again = compose.replace(
+        "volumes:\n  data: {}\n",
+        "  again:\n    image: e2e/committed:1\nvolumes:\n  data: {}\n",
+    );
+    assert_ne!(with_again, compose);
+    std::fs::write(s.dir.join("compose.yaml"), &with_again).unwrap();
+    let again = s.rc(&["run", "--rm", "--no-deps", "again"]);
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout),
+        "hi\n",
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(
+        s.ok(&[
+            "run",
+            "--rm",
+            "--no-deps",
+            "again",
+            "sh",
+            "-c",
+            "test ! -e /etc/group && echo $COMMITTED"
+        ]),
+        "yes\n"
+    );
+    std::fs::write(s.dir.join("compose.yaml"), &compose).unwrap();
+    s.down_and_check();
+    // Without a name, commit refuses plainly.
+    let out = s.rc(&["commit", "app"]);
+    assert!(!out.status.success());
+}

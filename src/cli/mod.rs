@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 pub mod attach;
+pub mod commit;
 pub mod config;
 pub mod down;
 pub mod events;
@@ -101,6 +102,12 @@ pub enum Command {
     Network(network::NetworkArgs),
     /// Manage volumes: ls, inspect, rm, prune
     Volume(volume::VolumeArgs),
+    /// List volumes
+    Volumes(volume::VolumesArgs),
+    /// Export a service container's filesystem as a tar archive
+    Export(commit::ExportArgs),
+    /// Create a new image from a service container's changes
+    Commit(commit::CommitArgs),
     /// Show the rcompose version information
     Version(version::VersionArgs),
 }
@@ -130,6 +137,9 @@ pub fn main() -> ExitCode {
         Command::Image(args) => image::run(g, args),
         Command::Network(args) => network::run(g, args),
         Command::Volume(args) => volume::run(g, args),
+        Command::Volumes(a) => volume::project_volumes(g, a),
+        Command::Export(a) => commit::export(g, a),
+        Command::Commit(a) => commit::commit(g, a),
         Command::Up(a) => up_run::up(g, a),
         Command::Down(a) => up_run::down(g, a),
         Command::Create(a) => up_run::create(g, a),
