@@ -829,3 +829,74 @@ volumes:
     let out = s.rc(&["commit", "app"]);
     assert!(!out.status.success());
 }
+
+#[test]
+fn images_in_use_are_not_removed_or_pruned() {
+    let s = Stack::new(
+        "imgsafe",
+        89,
+        &r#"
+services:
+  app:
+    image: IMAGE
+    init: true
+    command: ["sleep", "1000"]
+"#
+        .replace("IMAGE", IMAGE),
+    );
+    s.ok(&["up", "-d"]);
+    let out = s.rc(&["image", "rm", IMAGE]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("running container imgsafe-app-1") && err.contains("cannot be forced"),
+        "{err}"
+    );
+    assert!(!s.rc(&["image", "rm", "-f", IMAGE]).status.success());
+    // By ID too.
+    let inspect: serde_json::Value =
+        serde_json::from_str(&s.ok(&["image", "inspect", IMAGE])).unwrap();
+    let id = inspect[0]["Id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("sha256:"), "{inspect}");
+    let by_id = s.rc(&["image", "rm", &id]);
+    assert!(
+        !by_id.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_id.stdout)
+    );
+    // prune -a keeps it and says why; an unused image goes.
+    s.ok(&["image", "import", s.tar.to_str().unwrap(), "e2e/unused:1"]);
+    s.ok(&["image", "tag", IMAGE, "e2e/alias:1"]);
+    let prune = s.rc(&["image", "prune", "-a"]);
+    assert!(prune.status.success());
+    assert!(
+        String::from_utf8_lossy(&prune.stderr)
+            .contains("kept e2e/busybox:latest: used by container imgsafe-app-1"),
+        "{}",
+        String::from_utf8_lossy(&prune.stderr)
+    );
+    let ls = s.ok(&["image", "ls"]);
+    assert!(
+        ls.contains("e2e/busybox") && !ls.contains("e2e/unused"),
+        "{ls}"
+    );
+    // The running container is unharmed.
+    assert_eq!(s.ok(&["exec", "-T", "app", "echo", "ok"]), "ok\n");
+    // Another name of the image can go; the image stays.
+    s.ok(&["image", "tag", IMAGE, "e2e/alias:2"]);
+    s.ok(&["image", "rm", "e2e/alias:2"]);
+    s.ok(&["image", "rm", "e2e/alias:1"]);
+    // Stopped: refused without -f, removed with it.
+    s.ok(&["stop", "-t", "1"]);
+    let out = s.rc(&["image", "rm", IMAGE]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("must be forced): it is used by stopped container imgsafe-app-1"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.ok(&["image", "rm", "-f", IMAGE]);
+    assert!(!s.ok(&["image", "ls"]).contains("e2e/busybox"));
+    s.down_and_check();
+}
