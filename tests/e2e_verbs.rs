@@ -900,3 +900,50 @@ services:
     assert!(!s.ok(&["image", "ls"]).contains("e2e/busybox"));
     s.down_and_check();
 }
+
+#[test]
+fn scale_adds_and_removes_replicas_without_recreating_others() {
+    let compose = r#"
+services:
+  db:
+    image: IMAGE
+    init: true
+    command: ["sleep", "1000"]
+  web:
+    image: IMAGE
+    init: true
+    command: ["sleep", "1000"]
+    depends_on: [db]
+"#
+    .replace("IMAGE", IMAGE);
+    let s = Stack::new("scalev", 90, &compose);
+    s.ok(&["up", "-d"]);
+    let db_id = s.container("scalev-db-1").unwrap()["ID"].clone();
+    let web1 = s.container("scalev-web-1").unwrap()["ID"].clone();
+    // A changed db would be recreated by `up`; `scale` leaves it alone.
+    std::fs::write(
+        s.dir.join("compose.yaml"),
+        compose.replace("  web:\n", "    environment: {CHANGED: \"1\"}\n  web:\n"),
+    )
+    .unwrap();
+    s.ok(&["scale", "web=3"]);
+    let running = |svc: &str| {
+        s.ps()
+            .into_iter()
+            .filter(|c| c["Service"] == svc && c["State"] == "running")
+            .count()
+    };
+    assert_eq!(running("web"), 3);
+    assert_eq!(s.container("scalev-db-1").unwrap()["ID"], db_id);
+    assert_eq!(s.container("scalev-web-1").unwrap()["ID"], web1);
+    s.ok(&["scale", "--no-deps", "web=1"]);
+    assert_eq!(running("web"), 1);
+    assert!(s.container("scalev-web-3").is_none());
+    assert_eq!(s.container("scalev-web-1").unwrap()["ID"], web1);
+    assert_eq!(s.container("scalev-db-1").unwrap()["ID"], db_id);
+    let bad = s.rc(&["scale", "nope=2"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("nope"));
+    assert!(!s.rc(&["scale", "web"]).status.success());
+    s.down_and_check();
+}

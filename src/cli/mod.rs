@@ -22,6 +22,7 @@ pub mod project;
 pub mod ps;
 pub mod render;
 pub mod run;
+pub mod scale;
 pub mod stats;
 pub mod tty;
 pub mod up;
@@ -104,6 +105,8 @@ pub enum Command {
     Volume(volume::VolumeArgs),
     /// List volumes
     Volumes(volume::VolumesArgs),
+    /// Scale services
+    Scale(scale::ScaleArgs),
     /// Export a service container's filesystem as a tar archive
     Export(commit::ExportArgs),
     /// Create a new image from a service container's changes
@@ -138,6 +141,7 @@ pub fn main() -> ExitCode {
         Command::Network(args) => network::run(g, args),
         Command::Volume(args) => volume::run(g, args),
         Command::Volumes(a) => volume::project_volumes(g, a),
+        Command::Scale(a) => scale::run(g, a),
         Command::Export(a) => commit::export(g, a),
         Command::Commit(a) => commit::commit(g, a),
         Command::Up(a) => up_run::up(g, a),
