@@ -947,3 +947,65 @@ services:
     assert!(!s.rc(&["scale", "web"]).status.success());
     s.down_and_check();
 }
+
+#[test]
+fn push_sends_service_images_to_a_registry_with_auth_and_pull_brings_them_back() {
+    let reg = support::registry::Registry::start(Some(("e2e", "s3cret")));
+    let image = format!("{}/e2e/app:1", reg.host());
+    let s = Stack::new(
+        "pushv",
+        91,
+        &format!(
+            "services:\n  app:\n    image: {image}\n    command: [\"true\"]\n  local:\n    build: .\n"
+        ),
+    );
+    s.ok(&["image", "tag", IMAGE, &image]);
+    let with_config = |args: &[&str]| {
+        s.cmd(args)
+            .env("DOCKER_CONFIG", reg.docker_config())
+            .output()
+            .unwrap()
+    };
+    // Without credentials the registry refuses, and push says so.
+    let anon = s
+        .cmd(&["push", "app"])
+        .env("DOCKER_CONFIG", s.tmp.path())
+        .output()
+        .unwrap();
+    assert!(!anon.status.success());
+    assert!(
+        String::from_utf8_lossy(&anon.stderr).contains(&reg.host()),
+        "{}",
+        String::from_utf8_lossy(&anon.stderr)
+    );
+    let out = with_config(&["push"]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(": pushed"), "{err}");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let digest = stdout
+        .trim()
+        .rsplit_once("digest: ")
+        .map(|(_, d)| d.to_string())
+        .unwrap_or_else(|| panic!("{stdout}"));
+    // The registry serves the manifest under the tag, with the digest the store has.
+    let (status, served) = reg.manifest_digest("e2e/app", "1", Some(("e2e", "s3cret")));
+    assert_eq!((status, served.as_str()), (200, digest.as_str()));
+    // A second push finds every blob there.
+    let again = with_config(&["push", "app"]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("layer already exists"));
+    // Pull it back into an empty store: per-layer progress, the same digest.
+    s.ok(&["image", "rm", &image]);
+    let pulled = with_config(&["pull", "app"]);
+    let perr = String::from_utf8_lossy(&pulled.stderr).to_string();
+    assert!(pulled.status.success(), "{perr}");
+    assert!(
+        perr.contains("pull complete") || perr.contains("already exists"),
+        "{perr}"
+    );
+    let inspect: serde_json::Value =
+        serde_json::from_str(&s.ok(&["image", "inspect", &image])).unwrap();
+    let repo_digests = inspect[0]["RepoDigests"].to_string();
+    assert!(repo_digests.contains(&digest), "{repo_digests} vs {digest}");
+    s.down_and_check();
+}

@@ -345,6 +345,8 @@ pub fn pull(g: &GlobalArgs, a: PullArgs) -> Result<ExitCode> {
     let project = ctx.project.as_ref().expect("loaded");
     let store = img::Store::open(&g.root)?;
     let policy = img::PullPolicy::parse(a.policy.as_deref().unwrap_or("always"))?;
+    // Per-layer progress: bars on a terminal, a line per layer otherwise.
+    let renderer = super::image::Renderer::new(a.quiet);
     let mut failed = false;
     for (name, svc) in &project.services {
         if !a.services.is_empty() && !a.services.contains(name) {
@@ -354,7 +356,7 @@ pub fn pull(g: &GlobalArgs, a: PullArgs) -> Result<ExitCode> {
         if !a.quiet {
             eprintln!(" Image {reference}  Pulling");
         }
-        match store.ensure(&reference, policy, None, &|_| {}) {
+        match store.ensure(&reference, policy, None, &|e| renderer.event(e)) {
             Ok(_) => {
                 if !a.quiet {
                     eprintln!(" Image {reference}  Pulled");

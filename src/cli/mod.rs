@@ -20,6 +20,7 @@ pub mod logs;
 pub mod network;
 pub mod project;
 pub mod ps;
+pub mod push;
 pub mod render;
 pub mod run;
 pub mod scale;
@@ -105,6 +106,8 @@ pub enum Command {
     Volume(volume::VolumeArgs),
     /// List volumes
     Volumes(volume::VolumesArgs),
+    /// Push service images
+    Push(push::PushArgs),
     /// Scale services
     Scale(scale::ScaleArgs),
     /// Export a service container's filesystem as a tar archive
@@ -142,6 +145,7 @@ pub fn main() -> ExitCode {
         Command::Volume(args) => volume::run(g, args),
         Command::Volumes(a) => volume::project_volumes(g, a),
         Command::Scale(a) => scale::run(g, a),
+        Command::Push(a) => push::run(g, a),
         Command::Export(a) => commit::export(g, a),
         Command::Commit(a) => commit::commit(g, a),
         Command::Up(a) => up_run::up(g, a),

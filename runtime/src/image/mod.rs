@@ -32,6 +32,7 @@ pub mod unpack;
 pub use commit::CommitInfo;
 pub use digest::Digest;
 pub use reference::Reference;
+pub use registry::push::PushEvent;
 pub use registry::RegistryOptions;
 pub use store::{PruneReport, Store};
 
