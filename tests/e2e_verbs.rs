@@ -1009,3 +1009,89 @@ fn push_sends_service_images_to_a_registry_with_auth_and_pull_brings_them_back()
     assert!(repo_digests.contains(&digest), "{repo_digests} vs {digest}");
     s.down_and_check();
 }
+
+#[test]
+fn attach_forwards_input_to_the_relay_detaches_on_ctrl_p_ctrl_q_and_proxies_signals() {
+    use std::io::{BufRead, Read, Write};
+    let s = Stack::new(
+        "attachin",
+        92,
+        &r#"
+services:
+  app:
+    image: IMAGE
+    init: true
+    command: ["sh", "-c", "while :; do echo tick; sleep 0.2; done"]
+"#
+        .replace("IMAGE", IMAGE),
+    );
+    s.ok(&["up", "-d"]);
+    // The supervisor's relay socket for the container, played by this test: what attach
+    // forwards arrives here.
+    let sock_dir = s.run.join("attachin/stdin");
+    std::fs::create_dir_all(&sock_dir).unwrap();
+    let sock = sock_dir.join("attachin-app-1.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let received = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut got = Vec::new();
+        conn.read_to_end(&mut got).unwrap();
+        got
+    });
+    let mut child = s
+        .cmd(&["attach", "app"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"hello\n\x10").unwrap();
+    stdin.flush().unwrap();
+    // Output flows while attached.
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "tick\n");
+    stdin.write_all(b"\x11not sent\n").unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.contains("read escape sequence"), "{err}");
+    assert_eq!(received.join().unwrap(), b"hello\n");
+    // Detaching leaves the container running.
+    assert_eq!(s.container("attachin-app-1").unwrap()["State"], "running");
+    std::fs::remove_dir_all(&sock_dir).unwrap();
+    // Bad detach keys are refused.
+    let bad = s.rc(&["attach", "--detach-keys", "alt-x", "app"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid detach keys"));
+    // --sig-proxy (default): a SIGTERM to attach reaches the container, whose exit code
+    // attach returns.
+    let mut child = s
+        .cmd(&["attach", "--no-stdin", "app"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "tick\n");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+    eventually(Duration::from_secs(10), "the container to exit", || {
+        s.container("attachin-app-1").unwrap()["State"] == "exited"
+    });
+    s.down_and_check();
+}

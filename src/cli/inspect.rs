@@ -376,9 +376,14 @@ pub fn pull(g: &GlobalArgs, a: PullArgs) -> Result<ExitCode> {
     })
 }
 
-/// `rcompose attach`: the container's output as it comes (**Δ** no standard input: the
-/// container's stdio are log pipes owned by its supervisor), until it exits.
+/// `rcompose attach`: the container's output as it comes, and (unless `--no-stdin`) this
+/// terminal's input into the container's standard input through the supervisor's relay
+/// (containers with `stdin_open: true` or `tty: true`); `--detach-keys` (default ctrl-p
+/// ctrl-q) detaches, `--sig-proxy` (default on, not with a tty) passes signals on. Exits with
+/// the container's exit code, or 0 after detaching.
 pub fn attach(g: &GlobalArgs, a: AttachArgs) -> Result<ExitCode> {
+    use std::io::IsTerminal;
+    use std::sync::atomic::{AtomicBool, Ordering};
     let ctx = Ctx::without_project(g)?;
     let st = running_state(&ctx)?;
     let Some(c) = st
@@ -392,8 +397,37 @@ pub fn attach(g: &GlobalArgs, a: AttachArgs) -> Result<ExitCode> {
     if c.status != ContainerStatus::Running {
         bail!("container {} is not running", c.name);
     }
+    let keys = super::detach::parse_keys(
+        a.detach_keys
+            .as_deref()
+            .unwrap_or(super::detach::DEFAULT_KEYS),
+    )?;
+    let tty = handle(&ctx, &c.name).is_ok_and(|h| h.spec.process.tty);
+    let detached = std::sync::Arc::new(AtomicBool::new(false));
+    let mut raw = None;
+    if !a.no_stdin {
+        let sock = crate::supervisor::stdin::socket_path(&ctx.paths, &c.name);
+        if sock.exists() {
+            if tty && std::io::stdin().is_terminal() {
+                raw = Some(super::tty::RawMode::enter()?);
+            }
+            super::detach::forward_stdin(&sock, keys, detached.clone())
+                .with_context(|| format!("container {}: stdin relay {}", c.name, sock.display()))?;
+        } else if std::io::stdin().is_terminal() {
+            eprintln!(
+                "container {} keeps no standard input open (stdin_open: true or tty: true): input is not forwarded",
+                c.name
+            );
+        }
+    }
+    if a.sig_proxy && !tty {
+        if let Some(pid) = c.pid {
+            super::detach::proxy_signals(pid)?;
+        }
+    }
     let name = c.name.clone();
     let mut printer = super::attach::Printer::new(false, false, false);
+    let mut last = None;
     super::attach::follow(
         &ctx.paths,
         &mut printer,
@@ -401,14 +435,32 @@ pub fn attach(g: &GlobalArgs, a: AttachArgs) -> Result<ExitCode> {
         false,
         None,
         &mut |st| {
-            st.containers.get(&c.name).is_none_or(|r| {
-                r.status == ContainerStatus::Exited
-                    || !r.pid.is_some_and(|p| pid_alive(p, r.pid_start))
-            })
+            let rec = st.containers.get(&c.name);
+            last = rec.cloned();
+            detached.load(Ordering::SeqCst)
+                || rec.is_none_or(|r| {
+                    r.status == ContainerStatus::Exited
+                        || !r.pid.is_some_and(|p| pid_alive(p, r.pid_start))
+                })
         },
         &mut |_, _| {},
     );
-    Ok(ExitCode::SUCCESS)
+    drop(raw);
+    if detached.load(Ordering::SeqCst) {
+        eprintln!("read escape sequence");
+        return Ok(ExitCode::SUCCESS);
+    }
+    // The exit code is recorded once the supervisor reaped the container.
+    let mut code = last.as_ref().and_then(|r| r.exit_code);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while code.is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        code = ctx
+            .state()
+            .ok()
+            .and_then(|s| s.containers.get(&c.name).and_then(|r| r.exit_code));
+    }
+    Ok(super::project::exit(code.unwrap_or(0)))
 }
 
 /// `rcompose cp`: copy between a container and the host by running `tar` in the container

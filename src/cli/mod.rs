@@ -9,6 +9,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 pub mod attach;
 pub mod commit;
 pub mod config;
+pub mod detach;
 pub mod down;
 pub mod events;
 pub mod exec;

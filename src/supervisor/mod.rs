@@ -21,3 +21,4 @@ pub mod plan;
 pub mod reconcile;
 pub mod spec;
 pub mod state;
+pub mod stdin;
