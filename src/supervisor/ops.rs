@@ -333,17 +333,21 @@ pub fn handle(engine: &Arc<Engine>, req: &Request, out: &dyn Reporter) -> Result
 /// Remove the one-off containers of `rcompose run` (each has its own state file).
 fn down_oneoffs(engine: &Arc<Engine>, options: &DownOptions, out: &dyn Reporter) {
     let dir = engine.paths.oneoff_root();
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        let Ok(one) = Engine::open(engine.paths.oneoff(&name), false) else {
-            continue;
+    // Two passes: a network a one-off created is still in use by the one-offs not yet removed
+    // in the first; the second removes it once they are gone.
+    for _pass in 0..2 {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
         };
-        let plan = reconcile::reconcile_down(&one.observe(true).state, None, options);
-        let _ = run_plan(&one, &plan, 0, out);
-        let _ = one.forget_if_empty();
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let Ok(one) = Engine::open(engine.paths.oneoff(&name), false) else {
+                continue;
+            };
+            let plan = reconcile::reconcile_down(&one.observe(true).state, None, options);
+            let _ = run_plan(&one, &plan, 0, out);
+            let _ = one.forget_if_empty();
+        }
     }
     let _ = std::fs::remove_dir(&dir);
     let _ = std::fs::remove_dir_all(engine.paths.run_dir.join("oneoff"));
