@@ -82,10 +82,32 @@ impl EscapeFilter {
     }
 }
 
-/// Forward standard input to the relay at `socket` from a thread until end of input or the
-/// detach sequence (then `detached` is set).
-pub fn forward_stdin(socket: &Path, keys: Vec<u8>, detached: Arc<AtomicBool>) -> Result<()> {
-    let mut conn = UnixStream::connect(socket)?;
+/// Where `attach` writes input: the supervisor's relay socket for the container, else the
+/// container's stdin pipe itself (`/proc/<pid>/fd/0` opened for writing: a container with
+/// `stdin_open: true` and no tty reads a pipe the supervisor keeps open), else nothing.
+pub fn input_target(socket: &Path, pid: Option<i32>) -> Option<Box<dyn Write + Send>> {
+    if let Ok(conn) = UnixStream::connect(socket) {
+        return Some(Box::new(conn));
+    }
+    let fd0 = format!("/proc/{}/fd/0", pid?);
+    let target = std::fs::read_link(&fd0).ok()?;
+    if !target.to_string_lossy().starts_with("pipe:") {
+        return None;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fd0)
+        .ok()
+        .map(|f| Box::new(f) as Box<dyn Write + Send>)
+}
+
+/// Forward standard input into `conn` from a thread until end of input or the detach
+/// sequence (then `detached` is set).
+pub fn forward_stdin(
+    mut conn: Box<dyn Write + Send>,
+    keys: Vec<u8>,
+    detached: Arc<AtomicBool>,
+) -> Result<()> {
     std::thread::Builder::new()
         .name("attach-stdin".into())
         .spawn(move || {
@@ -100,7 +122,7 @@ pub fn forward_stdin(socket: &Path, keys: Vec<u8>, detached: Arc<AtomicBool>) ->
                 };
                 out.clear();
                 let done = filter.feed(&buf[..n], &mut out);
-                if !out.is_empty() && conn.write_all(&out).is_err() {
+                if !out.is_empty() && (conn.write_all(&out).is_err() || conn.flush().is_err()) {
                     break;
                 }
                 if done {
@@ -133,6 +155,37 @@ pub fn proxy_signals(pid: i32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_stdin_pipe_is_written_through_proc() {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("/usr/bin/busybox")
+            .args(["head", "-n", "1"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let sock = std::path::Path::new("/nonexistent/relay.sock");
+        let mut w = input_target(sock, Some(child.id() as i32)).expect("a pipe stdin");
+        w.write_all(b"through proc\n").unwrap();
+        drop(w);
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "through proc\n");
+        drop(child.stdin.take());
+        child.wait().unwrap();
+        // /dev/null (or a terminal) as stdin: nothing to write into.
+        let mut idle = std::process::Command::new("/usr/bin/busybox")
+            .args(["sleep", "5"])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(input_target(sock, Some(idle.id() as i32)).is_none());
+        let _ = idle.kill();
+        let _ = idle.wait();
+    }
 
     #[test]
     fn detach_keys_parse_as_docker() {

@@ -407,17 +407,19 @@ pub fn attach(g: &GlobalArgs, a: AttachArgs) -> Result<ExitCode> {
     let mut raw = None;
     if !a.no_stdin {
         let sock = crate::supervisor::stdin::socket_path(&ctx.paths, &c.name);
-        if sock.exists() {
-            if tty && std::io::stdin().is_terminal() {
-                raw = Some(super::tty::RawMode::enter()?);
+        match super::detach::input_target(&sock, c.pid) {
+            Some(target) => {
+                if tty && std::io::stdin().is_terminal() {
+                    raw = Some(super::tty::RawMode::enter()?);
+                }
+                super::detach::forward_stdin(target, keys, detached.clone())
+                    .with_context(|| format!("container {}: forwarding input", c.name))?;
             }
-            super::detach::forward_stdin(&sock, keys, detached.clone())
-                .with_context(|| format!("container {}: stdin relay {}", c.name, sock.display()))?;
-        } else if std::io::stdin().is_terminal() {
-            eprintln!(
+            None if std::io::stdin().is_terminal() => eprintln!(
                 "container {} keeps no standard input open (stdin_open: true or tty: true): input is not forwarded",
                 c.name
-            );
+            ),
+            None => {}
         }
     }
     if a.sig_proxy && !tty {
