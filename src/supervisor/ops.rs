@@ -193,6 +193,8 @@ pub fn handle(engine: &Arc<Engine>, req: &Request, out: &dyn Reporter) -> Result
             engine.shutting_down.store(true, Ordering::SeqCst);
             if options.services.is_empty() {
                 down_oneoffs(engine, options, out);
+                // Again: a network one one-off made is in use by the others in the first pass.
+                down_oneoffs(engine, options, out);
             }
             let desired = engine.loaded().map(|l| l.desired.clone());
             let plan =
@@ -333,21 +335,17 @@ pub fn handle(engine: &Arc<Engine>, req: &Request, out: &dyn Reporter) -> Result
 /// Remove the one-off containers of `rcompose run` (each has its own state file).
 fn down_oneoffs(engine: &Arc<Engine>, options: &DownOptions, out: &dyn Reporter) {
     let dir = engine.paths.oneoff_root();
-    // Two passes: a network a one-off created is still in use by the one-offs not yet removed
-    // in the first; the second removes it once they are gone.
-    for _pass in 0..2 {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return;
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Ok(one) = Engine::open(engine.paths.oneoff(&name), false) else {
+            continue;
         };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            let Ok(one) = Engine::open(engine.paths.oneoff(&name), false) else {
-                continue;
-            };
-            let plan = reconcile::reconcile_down(&one.observe(true).state, None, options);
-            let _ = run_plan(&one, &plan, 0, out);
-            let _ = one.forget_if_empty();
-        }
+        let plan = reconcile::reconcile_down(&one.observe(true).state, None, options);
+        let _ = run_plan(&one, &plan, 0, out);
+        let _ = one.forget_if_empty();
     }
     let _ = std::fs::remove_dir(&dir);
     let _ = std::fs::remove_dir_all(engine.paths.run_dir.join("oneoff"));
