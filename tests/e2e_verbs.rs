@@ -591,6 +591,23 @@ services:
     let (name, id) = t.trim().split_once(' ').unwrap();
     assert_eq!(name, "statsv-web-1");
     assert_eq!(id.len(), 64, "{t}");
+    // Without --no-stream it keeps printing, once a second.
+    let mut child = s
+        .cmd(&["stats", "--format", "{{.Name}}", "web"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::BufRead;
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        for _ in 0..2 {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            assert_eq!(line, "statsv-web-1\n");
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
     // -a lists a stopped container with zero figures.
     s.ok(&["stop", "-t", "1", "web"]);
     let all = s.ok(&[
