@@ -147,11 +147,14 @@ pub fn run(g: &GlobalArgs, a: RunArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| naming::oneoff_name(&ctx.name, &a.service, &naming::short_id()));
     let engine = Engine::open(ctx.paths.oneoff(&name), false)?;
     engine.set_project(project.clone());
-    // The one-off's own image, by `--pull` (default: pull when missing).
+    // The one-off's own image, by `--pull` (default: pull when missing); a service with
+    // `build:` whose image is here was built locally: nothing to pull.
     {
         use crate::supervisor::backend::ImageBackend;
         let image = spec::image_ref(&project, svc);
-        if let Err(e) = engine.pull(&image, a.pull.as_deref().unwrap_or("missing")) {
+        let built = svc.build.is_some() && engine.present(&image);
+        let policy = a.pull.as_deref().unwrap_or("missing");
+        if let Err(e) = (!built).then(|| engine.pull(&image, policy)).transpose() {
             let _ = engine.forget_if_empty();
             return Err(anyhow::Error::new(e).context(format!("service {}", a.service)));
         }
