@@ -363,7 +363,7 @@ services:
   reader:
     image: {IMAGE}
     stdin_open: true
-    command: ["sh", "-c", "echo reading; read line; echo GOT-EOF; sleep 1000"]
+    command: ["sh", "-c", "echo reading; read line || echo GOT-EOF; echo GOT-$$line"]
 "#
         ),
     );
@@ -382,6 +382,25 @@ services:
     for c in s.ps() {
         assert_eq!(c["State"], "running", "{c}");
     }
+    // `attach` types into it through the supervisor's stdin relay.
+    assert!(s.run.join("ttyup/stdin/ttyup-reader-1.sock").exists());
+    let mut attach = s
+        .cmd(&["attach", "reader"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut input = attach.stdin.take().unwrap();
+        input.write_all(b"hello\n").unwrap();
+    }
+    support::eventually(std::time::Duration::from_secs(10), "the typed line", || {
+        s.ok(&["logs", "reader"]).contains("GOT-hello")
+    });
+    let _ = attach.wait();
+    assert!(!s.ok(&["logs", "reader"]).contains("GOT-EOF"));
     s.down_and_check();
 }
 

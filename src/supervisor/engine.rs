@@ -65,6 +65,8 @@ struct Live {
     /// `stdin_open: true` without a tty: the write end of the container's stdin pipe, kept
     /// open so the process's reads wait instead of seeing end of file.
     stdin_keep: Option<OwnedFd>,
+    /// The stdin relay socket of this run (`attach` types into the container through it).
+    relay: Option<super::stdin::Relay>,
 }
 
 /// Counts the log pumps of one run that have not reached the end of their pipe, so that an
@@ -398,12 +400,13 @@ impl Engine {
         } else {
             (None, None)
         };
-        self.live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(name.to_string())
-            .or_default()
-            .stdin_keep = stdin_keep;
+        let relay = stdin_keep.as_ref().and_then(|w| self.start_relay(name, w));
+        {
+            let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+            let l = live.entry(name.to_string()).or_default();
+            l.stdin_keep = stdin_keep;
+            l.relay = relay;
+        }
         let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| cerr(name, format!("pipe: {e}")))?;
         let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -461,15 +464,44 @@ impl Engine {
             .runtime
             .create(&spec, stdio)
             .map_err(|e| cerr(name, e))?;
-        // Keep the recorded spec as asked (tty: true), so a restart makes a pty again.
+        // Keep the recorded spec as asked (tty: true), in memory and in the runtime's
+        // `container.json` (what `attach` and a restart after a supervisor crash read), so a
+        // restart makes a pty again.
         let mut created = created;
         created.spec.process.tty = true;
+        let file = created.state_dir.join("container.json");
+        let tmp = created.state_dir.join("container.json.tmp");
+        let saved = serde_json::to_vec_pretty(&created)
+            .map_err(std::io::Error::other)
+            .and_then(|b| std::fs::write(&tmp, b))
+            .and_then(|_| std::fs::rename(&tmp, &file));
+        if let Err(e) = saved {
+            tracing::warn!("container {name}: recording tty in {}: {e}", file.display());
+        }
+        let relay = self.start_relay(name, &pty.master);
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_string())
+            .or_default()
+            .relay = relay;
         self.start_pumps(
             name,
             &spec.service,
             vec![(pty.master, rt::logs::Stream::Stdout)],
         );
         Ok(created)
+    }
+
+    /// The stdin relay of a container this supervisor owns (none in a one-shot CLI engine:
+    /// the relay must live as long as the container).
+    fn start_relay(&self, name: &str, stdin: &OwnedFd) -> Option<super::stdin::Relay> {
+        if !self.supervising {
+            return None;
+        }
+        super::stdin::Relay::start(&self.paths, name, stdin)
+            .map_err(|e| tracing::warn!("{e}"))
+            .ok()
     }
 
     /// Copy each output descriptor into the container's json-file log (one thread each).
@@ -833,6 +865,7 @@ impl Engine {
         {
             l.watched = false;
             l.stdin_keep = None;
+            l.relay = None;
         }
         self.publish(Event::done(
             Resource::Container,
