@@ -598,3 +598,60 @@ services:
         &["service app", "platform linux/s390x", "does not match"],
     );
 }
+
+#[test]
+fn a_container_name_another_project_uses_is_refused() {
+    let s = Stack::new(
+        "nametaken",
+        83,
+        &format!(
+            r#"
+services:
+  app:
+    image: {IMAGE}
+    container_name: shared-name
+    network_mode: none
+    command: ["sleep", "1000"]
+"#
+        ),
+    );
+    s.ok(&["up", "-d"]);
+    let other_dir = s.tmp.path().join("second");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    std::fs::write(
+        other_dir.join("compose.yaml"),
+        format!(
+            "services:\n  web:\n    image: {IMAGE}\n    container_name: shared-name\n    \
+             network_mode: none\n    command: [\"sleep\", \"1000\"]\n"
+        ),
+    )
+    .unwrap();
+    let second = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_rcompose"))
+            .args(["-p", "secondproj"])
+            .args(args)
+            .current_dir(&other_dir)
+            .env("RCOMPOSE_ROOT", &s.root)
+            .env("RCOMPOSE_RUN", &s.run)
+            .env("COMPOSE_PROGRESS", "plain")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // Brought down even if an assertion fails.
+    struct Down<'a>(&'a dyn Fn(&[&str]) -> std::process::Output);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["down", "-t", "0"]);
+        }
+    }
+    let _guard = Down(&second);
+    let out = second(&["up", "-d"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "second up accepted it: {err}");
+    assert!(
+        err.contains("shared-name") && err.contains("already in use") && err.contains("nametaken"),
+        "{err}"
+    );
+    s.down_and_check();
+}

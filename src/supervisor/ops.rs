@@ -343,6 +343,22 @@ pub fn handle(engine: &Arc<Engine>, req: &Request, out: &dyn Reporter) -> Result
     }
 }
 
+/// The project (under the same root) that already has a container named `container`, as
+/// Docker refuses a second container of the same name.
+fn name_taken_elsewhere(engine: &Engine, container: &str) -> Option<String> {
+    let root = &engine.paths.root;
+    super::state::list_projects(root)
+        .into_iter()
+        .filter(|p| *p != engine.paths.project)
+        .find(|p| {
+            let f = root.join("projects").join(p).join("state.json");
+            std::fs::read(f)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<super::state::ProjectState>(&b).ok())
+                .is_some_and(|st| st.containers.contains_key(container))
+        })
+}
+
 /// `down --rmi`: the images of the services being taken down. `local`: only images without a
 /// custom tag (a service without `image:` uses `<project>-<service>`); `all`: every one.
 fn images_to_remove(
@@ -460,6 +476,14 @@ pub fn up(
                 "service {name}: container_name \"{cn}\" cannot be used with {n} replicas: \
                  container names must be unique; remove container_name to scale the service"
             )));
+        }
+        if let Some(cn) = &d.container_name {
+            if let Some(other) = name_taken_elsewhere(engine, cn) {
+                return Err(OpError::Invalid(format!(
+                    "service {name}: container name \"{cn}\" is already in use by a container \
+                     of project {other}; remove it (down there) or rename this one"
+                )));
+            }
         }
     }
     engine.shutting_down.store(false, Ordering::SeqCst);
