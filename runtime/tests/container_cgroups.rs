@@ -82,11 +82,14 @@ fn limits_are_written_to_the_v1_controllers() {
         assert_eq!(procs, c.pid.to_string(), "{ctrl}");
     }
     c.start().unwrap();
-    assert!(eventually(Duration::from_secs(5), || c
-        .processes()
-        .unwrap()
-        .len()
-        == 2));
+    // Wait for the steady state, `sh` waiting on `sleep 30`: before it, the cgroup also holds
+    // two processes for a moment (`sh` and one side of the pipeline), then only `sh` between
+    // the pipeline and `sleep`, and `pids.current` read then is 1.
+    let comm = |pid: &i32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    assert!(eventually(Duration::from_secs(5), || {
+        let procs = c.processes().unwrap();
+        procs.len() == 2 && procs.iter().any(|p| comm(p).trim() == "sleep")
+    }));
     let stats = c.stats().unwrap();
     assert!(stats.pids >= 2, "{stats:?}");
     assert_eq!(stats.memory_limit, Some(64 << 20));
