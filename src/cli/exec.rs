@@ -69,6 +69,14 @@ pub fn run(g: &GlobalArgs, args: ExecArgs) -> Result<ExitCode> {
     let created = rt::Created::load(&ctx.paths.container_dir(&c.name).join("rt"))
         .with_context(|| format!("container {}", c.name))?;
     let runtime = rt::Runtime::new(&g.root)?;
+    // Start the helper from the supervisor's sealed copy of this binary, not a fresh copy.
+    if let Some(s) = st
+        .supervisor
+        .as_ref()
+        .filter(|s| pid_alive(s.pid, s.pid_start))
+    {
+        rt::reuse_sealed_helper_of(s.pid);
+    }
     rt::become_subreaper()?;
     let tty = !args.no_tty && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let mut env = created.spec.process.env.clone();

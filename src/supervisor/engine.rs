@@ -152,6 +152,16 @@ impl Engine {
                 networks = networks.with_pool(network::Pool { bases, size });
             }
         }
+        if supervising {
+            // The sealed helper copy made now is the one `rcompose exec` reuses (through
+            // /proc/<supervisor>/fd) instead of copying the binary on every call.
+            let rt = runtime.clone();
+            std::thread::spawn(move || {
+                if let Err(e) = rt.seal_helper() {
+                    tracing::warn!("seal the helper binary: {e}");
+                }
+            });
+        }
         Ok(Arc::new(Engine {
             paths,
             store,

@@ -191,8 +191,7 @@ fn create(spec: &ContainerSpec, cgroup_root: &Path, cgroup_path: &Path) -> Resul
     let cg = cgroups::open(cgroup_root, cgroup_path);
     // The helper joins first so the cgroup namespace created below is rooted at the container's
     // cgroup; the caller removes the cgroup if anything fails.
-    cg.add_pid(std::process::id() as i32)
-        .map_err(|e| e.to_string())?;
+    cg.add_self_single_threaded().map_err(|e| e.to_string())?;
 
     let mut flags =
         CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWCGROUP;
@@ -519,8 +518,7 @@ fn exec_in(
 ) -> Result<i32, String> {
     let privs = privileges(spec, exec.privileged)?;
     let cg = cgroups::open(cgroup_root, cgroup_path);
-    cg.add_pid(std::process::id() as i32)
-        .map_err(|e| e.to_string())?;
+    cg.add_self_single_threaded().map_err(|e| e.to_string())?;
     // mnt goes last: after it, /proc/<target> paths would resolve inside the container.
     let kinds = [
         ("cgroup", CloneFlags::CLONE_NEWCGROUP),

@@ -48,6 +48,11 @@ pub trait Cgroup: std::fmt::Debug + Send + Sync {
     fn create(&self, resources: &Resources, devices: &DeviceRules) -> Result<()>;
     /// Move a process (0 = the caller) into the cgroup.
     fn add_pid(&self, pid: i32) -> Result<()>;
+    /// Move the calling process, which must have a single thread (the helper), into the cgroup
+    /// by the cheapest way the hierarchy offers.
+    fn add_self_single_threaded(&self) -> Result<()> {
+        self.add_pid(std::process::id() as i32)
+    }
     /// Every process in the cgroup.
     fn pids(&self) -> Result<Vec<i32>>;
     fn freeze(&self) -> Result<()>;
