@@ -151,7 +151,7 @@ fn exec_through_a_real_pseudo_terminal_gets_a_tty() {
     let s = stack("exectty", 33);
     // `script` runs rcompose with a pty as its terminal.
     let cmd = format!(
-        "{} -p exectty exec app sh -c 'test -t 0 && test -t 1 && echo INTERACTIVE'",
+        "{} -p exectty exec app sh -c 'test -t 0 && test -t 1 && echo INTERACTIVE; tty; echo stat: $(cat /proc/self/stat)'",
         env!("CARGO_BIN_EXE_rcompose")
     );
     let out = std::process::Command::new("script")
@@ -165,6 +165,19 @@ fn exec_through_a_real_pseudo_terminal_gets_a_tty() {
     let text = String::from_utf8_lossy(&out.stdout);
     // A terminal's line discipline turns the newline into CR LF.
     assert!(text.contains("INTERACTIVE\r\n"), "{text:?}");
+    // A pty of the container's own devpts, and the controlling terminal with the process in its
+    // foreground group (what `ps` shows as `+`): tty_nr set, tpgid == pgrp.
+    assert!(text.contains("/dev/pts/0\r\n"), "{text:?}");
+    let stat = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("stat: "))
+        .and_then(|l| l.rsplit_once(')'))
+        .map(|(_, rest)| rest.split_whitespace().collect::<Vec<_>>())
+        .unwrap_or_default();
+    assert!(
+        stat.len() > 5 && stat[4] != "0" && stat[2] == stat[5],
+        "{text:?}"
+    );
     s.down_and_check();
 }
 

@@ -43,6 +43,9 @@ pub(crate) enum Request {
         spec: ContainerSpec,
         cgroup_root: PathBuf,
         cgroup_path: PathBuf,
+        /// Allocate a pty in the container (see [`super::tty`]) and pass its master back.
+        #[serde(default)]
+        terminal: bool,
     },
     Exec {
         target_pid: i32,
@@ -50,6 +53,8 @@ pub(crate) enum Request {
         exec: ExecSpec,
         cgroup_root: PathBuf,
         cgroup_path: PathBuf,
+        #[serde(default)]
+        terminal: bool,
     },
 }
 
@@ -83,7 +88,8 @@ pub fn helper_main() -> ! {
             spec,
             cgroup_root,
             cgroup_path,
-        }) => match create(&spec, &cgroup_root, &cgroup_path) {
+            terminal,
+        }) => match create(&spec, &cgroup_root, &cgroup_path, terminal) {
             Ok(pid) => Reply::Ok { pid },
             Err(message) => Reply::Err { message },
         },
@@ -93,7 +99,15 @@ pub fn helper_main() -> ! {
             exec,
             cgroup_root,
             cgroup_path,
-        }) => match exec_in(target_pid, &spec, &exec, &cgroup_root, &cgroup_path) {
+            terminal,
+        }) => match exec_in(
+            target_pid,
+            &spec,
+            &exec,
+            &cgroup_root,
+            &cgroup_path,
+            terminal,
+        ) {
             Ok(pid) => Reply::Ok { pid },
             Err(message) => Reply::Err { message },
         },
@@ -185,7 +199,12 @@ pub(crate) fn device_rules(spec: &ContainerSpec) -> Result<DeviceRules, String> 
     })
 }
 
-fn create(spec: &ContainerSpec, cgroup_root: &Path, cgroup_path: &Path) -> Result<i32, String> {
+fn create(
+    spec: &ContainerSpec,
+    cgroup_root: &Path,
+    cgroup_path: &Path,
+    terminal: bool,
+) -> Result<i32, String> {
     let privs = privileges(spec, false)?;
     // The caller created the cgroup and wrote its limits while this process started.
     let cg = cgroups::open(cgroup_root, cgroup_path);
@@ -222,8 +241,10 @@ fn create(spec: &ContainerSpec, cgroup_root: &Path, cgroup_path: &Path) -> Resul
     match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
         ForkResult::Child => {
             drop(status_r);
-            close_request_socket();
-            let message = container_process(spec, &privs, &status_w, cgroup_path);
+            if !terminal {
+                close_request_socket();
+            }
+            let message = container_process(spec, &privs, &status_w, cgroup_path, terminal);
             // After start the helper is gone: the error goes to the container's stderr.
             if nix::unistd::write(&status_w, format!("ERR {message}\n").as_bytes()).is_err() {
                 eprintln!("rcompose: service {}: {message}", spec.service);
@@ -259,11 +280,14 @@ fn container_process(
     privs: &Privileges,
     status: &OwnedFd,
     cgroup_path: &Path,
+    terminal: bool,
 ) -> String {
     if let Err(e) = nix::unistd::setsid() {
         return format!("setsid: {e}");
     }
-    if spec.process.tty {
+    // A terminal the caller gave (a pty of the host) as stdio becomes the controlling terminal
+    // here; a terminal of our own comes after the root filesystem (its devpts) exists.
+    if spec.process.tty && !terminal {
         // SAFETY: TIOCSCTTY on fd 0 (the pty slave) with arg 0 has no memory effects.
         if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
             return format!(
@@ -288,8 +312,18 @@ fn container_process(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    if let Err(e) = rootfs::setup(spec, &sysctls, cgroup_path) {
-        return e.to_string();
+    match rootfs::setup(spec, &sysctls, cgroup_path, terminal) {
+        Err(e) => return e.to_string(),
+        Ok(Some(pair)) => {
+            if let Err(e) = super::tty::become_terminal(&pair.slave)
+                .and_then(|_| super::tty::send_fd(3, &pair.master))
+            {
+                return e;
+            }
+            // The caller reads its reply until EOF: our copy of the socket goes now.
+            close_request_socket();
+        }
+        Ok(None) => {}
     }
     if let Some(h) = &spec.hostname {
         if let Err(e) = nix::unistd::sethostname(h) {
@@ -515,6 +549,7 @@ fn exec_in(
     exec: &ExecSpec,
     cgroup_root: &Path,
     cgroup_path: &Path,
+    terminal: bool,
 ) -> Result<i32, String> {
     let privs = privileges(spec, exec.privileged)?;
     let cg = cgroups::open(cgroup_root, cgroup_path);
@@ -541,6 +576,14 @@ fn exec_in(
         setns(f, *kind, path)?;
     }
     drop(files);
+    // After the mount namespace: /dev/ptmx is the container's devpts (its root is ours now).
+    let pair = if terminal {
+        let pair = super::tty::open_pair(Path::new("/dev/ptmx"))?;
+        super::tty::send_fd(3, &pair.master)?;
+        Some(pair)
+    } else {
+        None
+    };
     let (status_r, status_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     // SAFETY: the helper is single-threaded.
@@ -548,13 +591,15 @@ fn exec_in(
         ForkResult::Child => {
             drop(status_r);
             close_request_socket();
-            let message = exec_child(spec, exec, &privs);
+            let message = exec_child(spec, exec, &privs, pair.as_ref().map(|p| &p.slave));
             let _ = nix::unistd::write(&status_w, message.as_bytes());
             // SAFETY: _exit in the forked child.
             unsafe { libc::_exit(127) }
         }
         ForkResult::Parent { child } => {
             drop(status_w);
+            // The process and the caller hold the pty now; our copies must not keep it open.
+            drop(pair);
             let mut text = String::new();
             let _ = std::fs::File::from(status_r).read_to_string(&mut text);
             if text.is_empty() {
@@ -567,11 +612,20 @@ fn exec_in(
     }
 }
 
-fn exec_child(spec: &ContainerSpec, exec: &ExecSpec, privs: &Privileges) -> String {
+fn exec_child(
+    spec: &ContainerSpec,
+    exec: &ExecSpec,
+    privs: &Privileges,
+    terminal: Option<&OwnedFd>,
+) -> String {
     if let Err(e) = nix::unistd::setsid() {
         return format!("setsid: {e}");
     }
-    if exec.process.tty {
+    if let Some(slave) = terminal {
+        if let Err(e) = super::tty::become_terminal(slave) {
+            return e;
+        }
+    } else if exec.process.tty {
         // SAFETY: TIOCSCTTY on fd 0 with arg 0.
         if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
             return format!(

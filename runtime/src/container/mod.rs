@@ -28,6 +28,7 @@ pub mod logs;
 pub mod rootfs;
 pub mod security;
 pub mod spec;
+pub mod tty;
 
 pub use cgroups::Stats;
 pub use helper::{helper_main, HELPER_ARG};
@@ -435,7 +436,7 @@ impl Runtime {
         request: &helper::Request,
         stdio: Stdio,
         prepare: impl FnOnce() -> std::result::Result<(), String>,
-    ) -> std::result::Result<i32, String> {
+    ) -> std::result::Result<(i32, Option<OwnedFd>), String> {
         let (ours, theirs) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
         let exe = sealed_helper(&self.helper)
             .map_err(|e| format!("seal helper {}: {e}", self.helper.display()))?;
@@ -479,13 +480,13 @@ impl Runtime {
         let sent = sock
             .write_all(&body)
             .and_then(|_| sock.shutdown(std::net::Shutdown::Write));
-        let mut reply = Vec::new();
-        let read = sock.read_to_end(&mut reply);
+        // The reply may carry a pty master (SCM_RIGHTS) before the JSON.
+        let read = tty::recv_all(&sock);
         let status = child.wait().map_err(|e| format!("wait for helper: {e}"))?;
         sent.map_err(|e| format!("send request to helper: {e}"))?;
-        read.map_err(|e| format!("read helper reply: {e}"))?;
+        let (reply, mut fds) = read.map_err(|e| format!("read helper reply: {e}"))?;
         match serde_json::from_slice::<helper::Reply>(&reply) {
-            Ok(helper::Reply::Ok { pid }) => Ok(pid),
+            Ok(helper::Reply::Ok { pid }) => Ok((pid, fds.pop())),
             Ok(helper::Reply::Err { message }) => Err(message),
             Err(_) => Err(format!("helper failed ({status})")),
         }
@@ -494,6 +495,38 @@ impl Runtime {
     /// Create the container: cgroup, namespaces, rootfs, mounts; pid 1 waits before exec.
     /// On any error nothing is left behind (no mount, cgroup or process).
     pub fn create(&self, spec: &ContainerSpec, stdio: Stdio) -> Result<Created> {
+        self.create_inner(spec, stdio, false).map(|(c, _)| c)
+    }
+
+    /// [`Runtime::create`] with a terminal of the container's own (Docker's `tty: true`): a
+    /// pty of the container's devpts is pid 1's stdin, stdout, stderr, controlling terminal and
+    /// `/dev/console`. Returns the pty master, which the caller relays (and resizes with
+    /// TIOCSWINSZ). `stdio` serves only until the terminal is in place (setup errors).
+    pub fn create_with_terminal(
+        &self,
+        spec: &ContainerSpec,
+        stdio: Stdio,
+    ) -> Result<(Created, OwnedFd)> {
+        let (created, master) = self.create_inner(spec, stdio, true)?;
+        match master {
+            Some(m) => Ok((created, m)),
+            None => {
+                let _ = cleanup(&created.state_dir);
+                Err(Error::Create {
+                    service: spec.service.clone(),
+                    name: spec.name.clone(),
+                    message: "terminal: the helper passed no pty master".into(),
+                })
+            }
+        }
+    }
+
+    fn create_inner(
+        &self,
+        spec: &ContainerSpec,
+        stdio: Stdio,
+        terminal: bool,
+    ) -> Result<(Created, Option<OwnedFd>)> {
         let span = tracing::debug_span!("container", name = %spec.name, service = %spec.service);
         let _g = span.enter();
         // Before anything exists: a global sysctl would change the host's kernel.
@@ -535,6 +568,7 @@ impl Runtime {
             spec: spec.clone(),
             cgroup_root: created.cgroup_root.clone(),
             cgroup_path: created.cgroup_path.clone(),
+            terminal,
         };
         let prepare = || {
             let cg = cgroups::open(&created.cgroup_root, &created.cgroup_path);
@@ -542,11 +576,11 @@ impl Runtime {
                 .map_err(|e| e.to_string())
         };
         match self.call_helper(&spec.name, &request, stdio, prepare) {
-            Ok(pid) => {
+            Ok((pid, master)) => {
                 created.pid = pid;
                 created.save()?;
                 tracing::debug!(pid, "container created");
-                Ok(created)
+                Ok((created, master))
             }
             Err(message) => {
                 let _ = cleanup(&spec.state_dir);
@@ -748,16 +782,45 @@ impl Created {
     /// Run a process inside the running container: all its namespaces, its cgroup, the
     /// container's security settings; user, env and working folder from `exec`.
     pub fn exec(&self, runtime: &Runtime, exec: &ExecSpec, stdio: Stdio) -> Result<ExecProcess> {
+        self.exec_inner(runtime, exec, stdio, false)
+            .map(|(pid, _)| ExecProcess { pid })
+    }
+
+    /// [`Created::exec`] on a terminal of the container's own: a new pty of the container's
+    /// devpts is the process's stdio and controlling terminal (`docker exec -t`). Returns the
+    /// pty master for the caller to relay. `stdio` serves only for errors before that.
+    pub fn exec_with_terminal(
+        &self,
+        runtime: &Runtime,
+        exec: &ExecSpec,
+        stdio: Stdio,
+    ) -> Result<(ExecProcess, OwnedFd)> {
+        let (pid, master) = self.exec_inner(runtime, exec, stdio, true)?;
+        let master = master.ok_or_else(|| Error::Exec {
+            service: self.service.clone(),
+            name: self.name.clone(),
+            message: "terminal: the helper passed no pty master".into(),
+        })?;
+        Ok((ExecProcess { pid }, master))
+    }
+
+    fn exec_inner(
+        &self,
+        runtime: &Runtime,
+        exec: &ExecSpec,
+        stdio: Stdio,
+        terminal: bool,
+    ) -> Result<(i32, Option<OwnedFd>)> {
         let request = helper::Request::Exec {
             target_pid: self.pid,
             spec: self.spec.clone(),
             exec: exec.clone(),
             cgroup_root: self.cgroup_root.clone(),
             cgroup_path: self.cgroup_path.clone(),
+            terminal,
         };
         runtime
             .call_helper(&self.name, &request, stdio, || Ok(()))
-            .map(|pid| ExecProcess { pid })
             .map_err(|message| Error::Exec {
                 service: self.service.clone(),
                 name: self.name.clone(),
