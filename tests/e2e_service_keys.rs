@@ -196,3 +196,50 @@ services:
     s.no_down_on_drop();
     s.assert_no_leaks();
 }
+
+#[test]
+fn security_opt_seccomp_file_applies_and_apparmor_warns() {
+    let mut s = Stack::new(
+        "seccompfile",
+        77,
+        &format!(
+            r#"
+services:
+  app:
+    image: {IMAGE}
+    command: ["sh", "-c", "mkdir /tmp/x 2>&1; echo rc=$$?; echo done"]
+    security_opt:
+      - seccomp=./profile.json
+      - apparmor=docker-default
+"#
+        ),
+    );
+    std::fs::write(
+        s.dir.join("profile.json"),
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}"#,
+    )
+    .unwrap();
+    let out = s.rc(&["up", "-d"]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "up: {err}");
+    assert!(
+        err.contains("apparmor=docker-default") && err.contains("ignored"),
+        "{err}"
+    );
+    let mut logs = String::new();
+    support::eventually(
+        std::time::Duration::from_secs(10),
+        "the app's output",
+        || {
+            logs = s.ok(&["logs", "--no-log-prefix", "app"]);
+            logs.contains("done")
+        },
+    );
+    assert!(
+        logs.contains("Permission denied") && logs.contains("rc=1"),
+        "{logs}"
+    );
+    s.no_down_on_drop();
+    s.down_and_check();
+}

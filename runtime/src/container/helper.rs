@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cgroups::{self, DeviceRules};
 use super::rootfs;
+use super::seccomp;
 use super::security::{self, ResolvedUser};
 use super::spec::{ContainerSpec, ExecSpec, NetMode, ProcessSpec, ShareMode};
 
@@ -146,7 +147,13 @@ fn privileges(spec: &ContainerSpec, privileged: bool) -> Result<Privileges, Stri
     let seccomp = if sec.privileged || sec.seccomp_unconfined {
         Vec::new()
     } else {
-        security::default_seccomp(&caps).map_err(|e| e.to_string())?
+        let target = seccomp::Target::host(&caps);
+        match &sec.seccomp_profile {
+            Some(f) => seccomp::Profile::from_json(&f.path, &f.json)
+                .and_then(|p| p.compile(&f.path, &target)),
+            None => seccomp::default_profile().compile("default", &target),
+        }
+        .map_err(|e| e.to_string())?
     };
     let rlimits = security::check_ulimits(&sec).map_err(|e| e.to_string())?;
     Ok(Privileges {
@@ -234,6 +241,10 @@ fn create(
     }
     tracing::debug!(?flags, "unshare");
     nix::sched::unshare(flags).map_err(|e| format!("unshare namespaces: {e}"))?;
+    if flags.contains(CloneFlags::CLONE_NEWNET) {
+        // A new network namespace starts with loopback down; Docker's `none` has it up.
+        loopback_up()?;
+    }
 
     let (status_r, status_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
@@ -272,6 +283,41 @@ fn create(
             }
         }
     }
+}
+
+/// Bring `lo` of the caller's network namespace up (SIOCSIFFLAGS on a throwaway socket).
+fn loopback_up() -> Result<(), String> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| format!("loopback: socket: {e}"))?;
+    // SAFETY: an all-zero ifreq is valid; the name is copied in below, NUL-terminated.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we own; the union member
+    // used is ifru_flags, as the ioctls define.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) != 0 {
+            return Err(format!(
+                "loopback: get flags: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) != 0 {
+            return Err(format!(
+                "loopback: set up: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Runs as pid 1 of the new namespaces. Returns only on error (the message).

@@ -26,8 +26,10 @@ pub mod helper;
 mod init;
 pub mod logs;
 pub mod rootfs;
+pub mod seccomp;
 pub mod security;
 pub mod spec;
+pub mod syscalls;
 pub mod tty;
 
 pub use cgroups::Stats;

@@ -143,6 +143,10 @@ pub struct SecuritySpec {
     pub privileged: bool,
     /// `security_opt: seccomp=unconfined` turns the default profile off.
     pub seccomp_unconfined: bool,
+    /// `security_opt: seccomp=<file>`: a profile in Docker's JSON format, instead of the
+    /// default one (the caller reads the file; the runtime parses and compiles it at create).
+    #[serde(default)]
+    pub seccomp_profile: Option<SeccompProfileFile>,
     /// `security_opt: no-new-privileges`.
     pub no_new_privileges: bool,
     /// `ulimits`: name (`nofile`, `nproc`, ...) → (soft, hard).
@@ -151,6 +155,13 @@ pub struct SecuritySpec {
     pub sysctls: BTreeMap<String, String>,
     /// `devices`: host path → container path with permissions (`rwm`).
     pub devices: Vec<DeviceSpec>,
+}
+
+/// A custom seccomp profile: where it came from (for messages) and its JSON text.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SeccompProfileFile {
+    pub path: String,
+    pub json: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
