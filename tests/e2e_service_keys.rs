@@ -243,3 +243,69 @@ services:
     s.no_down_on_drop();
     s.down_and_check();
 }
+
+#[test]
+fn ipc_and_pid_service_join_uts_host_and_oom_settings_apply() {
+    let mut s = Stack::new(
+        "nsjoin",
+        78,
+        &format!(
+            r#"
+services:
+  main:
+    image: {IMAGE}
+    command: ["sleep", "1000"]
+  side:
+    image: {IMAGE}
+    ipc: "service:main"
+    pid: "service:main"
+    uts: host
+    oom_score_adj: 234
+    oom_kill_disable: true
+    mem_limit: 64m
+    command:
+      - sh
+      - -c
+      - |
+        ps -o comm | grep -qx sleep && echo "sees main's sleep"
+        echo "hostname=$$(hostname)"
+        echo "oom=$$(cat /proc/self/oom_score_adj)"
+        echo done
+        sleep 1000
+"#
+        ),
+    );
+    let out = s.rc(&["up", "-d"]);
+    assert!(
+        out.status.success(),
+        "up: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut logs = String::new();
+    support::eventually(
+        std::time::Duration::from_secs(10),
+        "the side's output",
+        || {
+            logs = s.ok(&["logs", "--no-log-prefix", "side"]);
+            logs.contains("done")
+        },
+    );
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    for line in [
+        "sees main's sleep".to_string(),
+        format!("hostname={}", host.trim()),
+        "oom=234".to_string(),
+    ] {
+        assert!(logs.lines().any(|l| l == line), "no {line:?} in:\n{logs}");
+    }
+    // Same ipc and pid namespaces as main's pid 1, checked from outside.
+    let state = s.state();
+    let pid = |c: &str| state["containers"][c]["pid"].as_i64().unwrap();
+    let ns = |p: i64, k: &str| std::fs::read_link(format!("/proc/{p}/ns/{k}")).unwrap();
+    let (main, side) = (pid("nsjoin-main-1"), pid("nsjoin-side-1"));
+    assert_eq!(ns(main, "ipc"), ns(side, "ipc"));
+    assert_eq!(ns(main, "pid"), ns(side, "pid"));
+    assert_eq!(ns(side, "uts"), ns(std::process::id() as i64, "uts"));
+    s.no_down_on_drop();
+    s.down_and_check();
+}

@@ -1357,6 +1357,53 @@ impl ContainerBackend for Arc<Engine> {
             let _ = std::fs::create_dir_all(a);
         }
         let mut spec = spec;
+        // `ipc`/`pid: service:x` (x's container number 1, started first through the implicit
+        // depends_on) or `container:x`: join the namespace of that container's pid 1.
+        for (kind, mode) in [("ipc", svc.ipc.as_deref()), ("pid", svc.pid.as_deref())] {
+            let Some(mode) = mode else { continue };
+            let target = match (
+                mode.strip_prefix("service:"),
+                mode.strip_prefix("container:"),
+            ) {
+                (Some(other), _) => naming::container_name(&loaded.project.name, other, 1),
+                (None, Some(other)) => other.to_string(),
+                _ => continue,
+            };
+            // Creates run in parallel: x's pid 1 (and its namespaces) exists once x is
+            // created, which may still be under way.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let pid = loop {
+                let created = self
+                    .live
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&target)
+                    .and_then(|l| l.created.as_ref().map(|c| c.pid))
+                    .filter(|p| *p > 0 && pid_alive(*p, None));
+                let recorded = || {
+                    self.snapshot()
+                        .containers
+                        .get(&target)
+                        .and_then(|c| c.pid.filter(|p| pid_alive(*p, c.pid_start)))
+                };
+                if let Some(p) = created.or_else(recorded) {
+                    break p;
+                }
+                if Instant::now() >= deadline {
+                    return Err(cerr(
+                        name,
+                        format!("{kind}: {mode}: {target} was not created"),
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            };
+            let join = rt::ShareMode::JoinPid(pid);
+            if kind == "ipc" {
+                spec.namespaces.ipc = join;
+            } else {
+                spec.namespaces.pid = join;
+            }
+        }
         let oneoff = {
             let guard = self.oneoff.lock().unwrap_or_else(|e| e.into_inner());
             guard.as_ref().map(|o| {

@@ -555,6 +555,7 @@ pub fn container_spec(
         cpuset_mems: None,
         pids_limit: svc.pids_limit.or_else(|| limits.and_then(|l| l.pids)),
         blkio_weight: None,
+        oom_kill_disable: svc.oom_kill_disable.unwrap_or(false),
     };
     let security_opt = svc.security_opt.clone().unwrap_or_default();
     // `seccomp=<file>`: a Docker JSON profile, read here (relative to the project folder) and
@@ -658,8 +659,13 @@ pub fn container_spec(
             net: net.mode,
             pid,
             ipc,
+            uts: match svc.uts.as_deref() {
+                Some("host") => rt::ShareMode::Host,
+                _ => rt::ShareMode::New,
+            },
         },
         init: svc.init.unwrap_or(false),
+        oom_score_adj: svc.oom_score_adj.map(|v| v.clamp(-1000, 1000) as i32),
         stop_signal,
     })
 }

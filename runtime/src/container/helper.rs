@@ -219,14 +219,20 @@ fn create(
     // cgroup; the caller removes the cgroup if anything fails.
     cg.add_self_single_threaded().map_err(|e| e.to_string())?;
 
-    let mut flags =
-        CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWCGROUP;
+    if let Some(adj) = spec.oom_score_adj {
+        // Inherited by the container's processes through fork and exec.
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
+            format!("oom_score_adj {adj}: {e} (lowering it needs CAP_SYS_RESOURCE)")
+        })?;
+    }
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWCGROUP;
     match &spec.namespaces.net {
         NetMode::New => flags |= CloneFlags::CLONE_NEWNET,
         NetMode::Join(path) => setns(&open_ns(path)?, CloneFlags::CLONE_NEWNET, path)?,
         NetMode::Host => {}
     }
     for (mode, kind, name) in [
+        (&spec.namespaces.uts, CloneFlags::CLONE_NEWUTS, "uts"),
         (&spec.namespaces.ipc, CloneFlags::CLONE_NEWIPC, "ipc"),
         (&spec.namespaces.pid, CloneFlags::CLONE_NEWPID, "pid"),
     ] {
@@ -371,12 +377,14 @@ fn container_process(
         }
         Ok(None) => {}
     }
-    if let Some(h) = &spec.hostname {
+    // With `uts: host` the names are the host's: never change them.
+    let own_uts = !matches!(spec.namespaces.uts, ShareMode::Host);
+    if let Some(h) = spec.hostname.as_ref().filter(|_| own_uts) {
         if let Err(e) = nix::unistd::sethostname(h) {
             return format!("set hostname {h:?}: {e}");
         }
     }
-    if let Some(d) = &spec.domainname {
+    if let Some(d) = spec.domainname.as_ref().filter(|_| own_uts) {
         // SAFETY: the pointer and length describe the string's bytes.
         if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
             return format!("set domainname {d:?}: {}", std::io::Error::last_os_error());

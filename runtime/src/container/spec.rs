@@ -34,6 +34,10 @@ pub struct ContainerSpec {
     pub namespaces: NamespaceSpec,
     /// `init: true`: a tiny init is pid 1, forwards signals and reaps zombies.
     pub init: bool,
+    /// `oom_score_adj` (-1000..=1000) of the container's processes. Lowering it below the
+    /// caller's own needs CAP_SYS_RESOURCE.
+    #[serde(default)]
+    pub oom_score_adj: Option<i32>,
     /// Signal number for `stop` (default SIGTERM).
     pub stop_signal: Option<i32>,
 }
@@ -131,6 +135,10 @@ pub struct Resources {
     pub pids_limit: Option<i64>,
     /// blkio weight 10..=1000.
     pub blkio_weight: Option<u16>,
+    /// `oom_kill_disable`: the kernel's OOM killer spares the cgroup (v1
+    /// `memory.oom_control`; v2 has no such switch and warns).
+    #[serde(default)]
+    pub oom_kill_disable: bool,
 }
 
 /// Security settings; defaults are Docker's.
@@ -177,6 +185,9 @@ pub struct NamespaceSpec {
     pub net: NetMode,
     pub pid: ShareMode,
     pub ipc: ShareMode,
+    /// `uts: host`: the host's hostname namespace (then `hostname`/`domainname` are not set).
+    #[serde(default)]
+    pub uts: ShareMode,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -92,6 +92,9 @@ impl Cgroup for V1 {
                     if let Some(s) = r.memory_reservation {
                         write(&dir.join("memory.soft_limit_in_bytes"), &s.to_string())?;
                     }
+                    if r.oom_kill_disable {
+                        write(&dir.join("memory.oom_control"), "1")?;
+                    }
                 }
                 "cpu" => {
                     if let Some(s) = r.cpu_shares {

@@ -63,6 +63,9 @@ impl Cgroup for V2 {
         let dir = self.dir();
         mkdir(&dir)?;
         self.enable_controllers()?;
+        if r.oom_kill_disable {
+            tracing::warn!("oom_kill_disable ignored: cgroup v2 has no switch for the OOM killer");
+        }
         if let Some(m) = r.memory {
             write(&dir.join("memory.max"), &m.to_string())?;
             if let Some(s) = r.memory_swap {
