@@ -309,3 +309,65 @@ services:
     s.no_down_on_drop();
     s.down_and_check();
 }
+
+#[test]
+fn volumes_from_shares_the_other_containers_volumes_read_only_or_not() {
+    let mut s = Stack::new(
+        "volfrom",
+        79,
+        &format!(
+            r#"
+services:
+  data:
+    image: {IMAGE}
+    command: ["sh", "-c", "echo from-data > /vol/note; echo bound > /bind/note; sleep 1000"]
+    volumes:
+      - shared:/vol
+      - ./hostdir:/bind
+  reader:
+    image: {IMAGE}
+    volumes_from:
+      - data:ro
+    command:
+      - sh
+      - -c
+      - |
+        until [ -s /vol/note ]; do sleep 0.05; done
+        echo "vol=$$(cat /vol/note) bind=$$(cat /bind/note)"
+        (echo x > /vol/other) 2>/dev/null || echo "vol read-only"
+        echo done
+        sleep 1000
+  writer:
+    image: {IMAGE}
+    volumes_from:
+      - data
+    command: ["sh", "-c", "echo from-writer > /vol/w && echo done; sleep 1000"]
+volumes:
+  shared:
+"#
+        ),
+    );
+    std::fs::create_dir_all(s.dir.join("hostdir")).unwrap();
+    let out = s.rc(&["up", "-d"]);
+    assert!(
+        out.status.success(),
+        "up: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut logs = String::new();
+    support::eventually(
+        std::time::Duration::from_secs(10),
+        "the reader's and writer's output",
+        || {
+            logs = s.ok(&["logs", "--no-log-prefix", "reader", "writer"]);
+            logs.matches("done").count() == 2
+        },
+    );
+    for line in ["vol=from-data bind=bound", "vol read-only"] {
+        assert!(logs.lines().any(|l| l == line), "no {line:?} in:\n{logs}");
+    }
+    let seen = s.ok(&["exec", "-T", "data", "cat", "/vol/w"]);
+    assert_eq!(seen, "from-writer\n");
+    s.no_down_on_drop();
+    s.down_and_check();
+}

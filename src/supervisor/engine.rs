@@ -346,6 +346,29 @@ impl Engine {
         rt::Created::load(&self.runtime_dir(name)).ok()
     }
 
+    /// The runtime handle of container `target` once it is created: creates run in parallel,
+    /// so a container that shares another's namespaces or volumes waits for it (30 s at most).
+    fn wait_created(&self, target: &str) -> Option<rt::Created> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let live = self
+                .live
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(target)
+                .and_then(|l| l.created.clone());
+            if let Some(c) = live.or_else(|| rt::Created::load(&self.runtime_dir(target)).ok()) {
+                if c.pid > 0 {
+                    return Some(c);
+                }
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     fn runtime_dir(&self, name: &str) -> PathBuf {
         self.paths.container_dir(name).join("rt")
     }
@@ -1369,40 +1392,44 @@ impl ContainerBackend for Arc<Engine> {
                 (None, Some(other)) => other.to_string(),
                 _ => continue,
             };
-            // Creates run in parallel: x's pid 1 (and its namespaces) exists once x is
-            // created, which may still be under way.
-            let deadline = Instant::now() + Duration::from_secs(30);
-            let pid = loop {
-                let created = self
-                    .live
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&target)
-                    .and_then(|l| l.created.as_ref().map(|c| c.pid))
-                    .filter(|p| *p > 0 && pid_alive(*p, None));
-                let recorded = || {
-                    self.snapshot()
-                        .containers
-                        .get(&target)
-                        .and_then(|c| c.pid.filter(|p| pid_alive(*p, c.pid_start)))
-                };
-                if let Some(p) = created.or_else(recorded) {
-                    break p;
-                }
-                if Instant::now() >= deadline {
-                    return Err(cerr(
-                        name,
-                        format!("{kind}: {mode}: {target} was not created"),
-                    ));
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            };
+            let pid = self
+                .wait_created(&target)
+                .map(|c| c.pid)
+                .filter(|p| *p > 0 && pid_alive(*p, None))
+                .ok_or_else(|| cerr(name, format!("{kind}: {mode}: {target} is not running")))?;
             let join = rt::ShareMode::JoinPid(pid);
             if kind == "ipc" {
                 spec.namespaces.ipc = join;
             } else {
                 spec.namespaces.pid = join;
             }
+        }
+        // `volumes_from: [service[:ro|rw], container:name[:ro|rw]]`: the volumes and binds of
+        // that container (the service's number 1, created first through the implicit
+        // depends_on).
+        for entry in svc.volumes_from.iter().flatten() {
+            let (target, mode) = match entry.strip_prefix("container:") {
+                Some(rest) => {
+                    let (n, m) = rest
+                        .split_once(':')
+                        .map_or((rest, None), |(n, m)| (n, Some(m)));
+                    (n.to_string(), m)
+                }
+                None => {
+                    let (n, m) = entry
+                        .split_once(':')
+                        .map_or((entry.as_str(), None), |(n, m)| (n, Some(m)));
+                    (naming::container_name(&loaded.project.name, n, 1), m)
+                }
+            };
+            let other = self.wait_created(&target).ok_or_else(|| {
+                cerr(
+                    name,
+                    format!("volumes_from {entry}: {target} was not created"),
+                )
+            })?;
+            let shared = rt::mounts_from(&other.spec, mode, &spec.mounts);
+            spec.mounts.extend(shared);
         }
         let oneoff = {
             let guard = self.oneoff.lock().unwrap_or_else(|e| e.into_inner());

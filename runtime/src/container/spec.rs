@@ -104,6 +104,113 @@ pub enum MountSpec {
     },
 }
 
+/// `volumes_from`: the volumes and bind mounts of `other` (not its tmpfs, nor the files rcompose
+/// binds itself), for a container whose own mounts are `own` (those win at the same target);
+/// `mode` `ro`/`rw` overrides each mount's read-only flag, none keeps it (Docker's rules).
+pub fn mounts_from(other: &ContainerSpec, mode: Option<&str>, own: &[MountSpec]) -> Vec<MountSpec> {
+    let target_of = |m: &MountSpec| match m {
+        MountSpec::Bind { target, .. }
+        | MountSpec::Volume { target, .. }
+        | MountSpec::Tmpfs { target, .. }
+        | MountSpec::File { target, .. } => target.clone(),
+    };
+    let force = match mode {
+        Some("ro") => Some(true),
+        Some("rw") => Some(false),
+        _ => None,
+    };
+    other
+        .mounts
+        .iter()
+        .filter(|m| matches!(m, MountSpec::Bind { .. } | MountSpec::Volume { .. }))
+        .filter(|m| !own.iter().any(|o| target_of(o) == target_of(m)))
+        .map(|m| {
+            let mut m = m.clone();
+            if let (
+                Some(ro),
+                MountSpec::Bind { read_only, .. } | MountSpec::Volume { read_only, .. },
+            ) = (force, &mut m)
+            {
+                *read_only = ro;
+            }
+            // The volume is filled already (or on purpose not): never copy image content into it
+            // from this container's image.
+            if let MountSpec::Volume { nocopy, .. } = &mut m {
+                *nocopy = true;
+            }
+            m
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod mounts_from_tests {
+    use super::*;
+
+    #[test]
+    fn volumes_and_binds_are_shared_with_the_mode_and_own_mounts_win() {
+        let bind = |t: &str, ro| MountSpec::Bind {
+            source: "/h".into(),
+            target: t.into(),
+            read_only: ro,
+            propagation: None,
+            create_host_path: false,
+        };
+        let other = ContainerSpec {
+            mounts: vec![
+                bind("/a", false),
+                MountSpec::Volume {
+                    source: "/v".into(),
+                    target: "/data".into(),
+                    read_only: true,
+                    nocopy: false,
+                },
+                MountSpec::Tmpfs {
+                    target: "/t".into(),
+                    size: None,
+                    mode: None,
+                },
+                MountSpec::File {
+                    source: "/f".into(),
+                    target: "/etc/hosts".into(),
+                    read_only: true,
+                },
+                bind("/mine", false),
+            ],
+            ..Default::default()
+        };
+        let own = vec![bind("/mine", true)];
+        let ro = mounts_from(&other, Some("ro"), &own);
+        assert_eq!(ro.len(), 2);
+        assert_eq!(ro[0], bind("/a", true));
+        assert!(matches!(
+            &ro[1],
+            MountSpec::Volume {
+                read_only: true,
+                nocopy: true,
+                ..
+            }
+        ));
+        let rw = mounts_from(&other, Some("rw"), &own);
+        assert!(matches!(
+            &rw[1],
+            MountSpec::Volume {
+                read_only: false,
+                ..
+            }
+        ));
+        let kept = mounts_from(&other, None, &own);
+        assert_eq!(kept[0], bind("/a", false));
+        assert!(matches!(
+            &kept[1],
+            MountSpec::Volume {
+                read_only: true,
+                ..
+            }
+        ));
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Propagation {
