@@ -371,3 +371,58 @@ volumes:
     s.no_down_on_drop();
     s.down_and_check();
 }
+
+#[test]
+fn tty_services_get_their_own_terminal_and_stdin_open_keeps_stdin_open() {
+    let mut s = Stack::new(
+        "ttystdin",
+        80,
+        &format!(
+            r#"
+services:
+  term:
+    image: {IMAGE}
+    tty: true
+    command: ["sh", "-c", "tty; [ -t 0 ] && [ -t 1 ] && echo on-a-terminal; stty size; echo done; sleep 1000"]
+  open:
+    image: {IMAGE}
+    stdin_open: true
+    command: ["sh", "-c", "timeout 1 cat; echo cat=$$?; echo done; sleep 1000"]
+  closed:
+    image: {IMAGE}
+    command: ["sh", "-c", "timeout 1 cat; echo cat=$$?; echo done; sleep 1000"]
+"#
+        ),
+    );
+    let out = s.rc(&["up", "-d"]);
+    assert!(
+        out.status.success(),
+        "up: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let logs_of = |svc: &str| s.ok(&["logs", "--no-log-prefix", svc]);
+    let mut logs = String::new();
+    for svc in ["term", "open", "closed"] {
+        support::eventually(std::time::Duration::from_secs(10), "done", || {
+            logs = logs_of(svc);
+            logs.contains("done")
+        });
+    }
+    let term = logs_of("term").replace('\r', "");
+    assert!(term.lines().any(|l| l == "/dev/pts/0"), "{term}");
+    assert!(term.lines().any(|l| l == "on-a-terminal"), "{term}");
+    // stdin held open by the supervisor: cat is still reading when timeout kills it.
+    assert!(
+        logs_of("open").lines().any(|l| l == "cat=143"),
+        "{}",
+        logs_of("open")
+    );
+    // Without stdin_open, stdin is /dev/null: cat ends at once.
+    assert!(
+        logs_of("closed").lines().any(|l| l == "cat=0"),
+        "{}",
+        logs_of("closed")
+    );
+    s.no_down_on_drop();
+    s.down_and_check();
+}

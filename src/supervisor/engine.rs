@@ -62,6 +62,9 @@ struct Live {
     watched: bool,
     /// Log pumps of the current run still copying output into the log file.
     pumps: Option<Arc<Pumps>>,
+    /// `stdin_open`: the write end of the container's stdin pipe, held so that its stdin stays
+    /// open (never EOF) for the life of the container.
+    stdin: Option<OwnedFd>,
 }
 
 /// Counts the log pumps of one run that have not reached the end of their pipe, so that an
@@ -401,24 +404,48 @@ impl Engine {
             .map_err(|e| cerr(name, format!("pipe: {e}")))?;
         let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| cerr(name, format!("pipe: {e}")))?;
-        let created = self
-            .runtime
-            .create(
-                spec,
-                rt::Stdio {
-                    stdin: None,
-                    stdout: out_w,
-                    stderr: err_w,
-                },
-            )
-            .map_err(|e| cerr(name, e))?;
+        // `stdin_open` without a terminal: a pipe whose write end we keep.
+        let (stdin_r, stdin_w) = if spec.process.stdin && !spec.process.tty {
+            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| cerr(name, format!("pipe: {e}")))?;
+            (Some(r), Some(w))
+        } else {
+            (None, None)
+        };
+        let stdio = rt::Stdio {
+            stdin: stdin_r,
+            stdout: out_w,
+            stderr: err_w,
+        };
+        // `tty: true`: a terminal of the container's own; its master is the log's source (one
+        // stream, as Docker logs a tty container) and keeps the terminal open. The pipes serve
+        // setup errors only and end when the terminal replaces them.
+        let (created, master) = if spec.process.tty {
+            let (c, m) = self
+                .runtime
+                .create_with_terminal(spec, stdio)
+                .map_err(|e| cerr(name, e))?;
+            (c, Some(m))
+        } else {
+            let c = self
+                .runtime
+                .create(spec, stdio)
+                .map_err(|e| cerr(name, e))?;
+            (c, None)
+        };
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_string())
+            .or_default()
+            .stdin = stdin_w;
         let log = self.paths.log_file(name);
         let opts = self.log_options(&spec.service);
         match rt::logs::LogWriter::open(&log, opts) {
             Ok(w) => {
                 let w = Arc::new(Mutex::new(w));
                 let pumps = Arc::new(Pumps {
-                    running: Mutex::new(2),
+                    running: Mutex::new(2 + usize::from(master.is_some())),
                     done: Condvar::new(),
                 });
                 self.live
@@ -428,6 +455,9 @@ impl Engine {
                     .or_default()
                     .pumps = Some(pumps.clone());
                 pump(out_r, rt::logs::Stream::Stdout, w.clone(), pumps.clone());
+                if let Some(m) = master {
+                    pump(m, rt::logs::Stream::Stdout, w.clone(), pumps.clone());
+                }
                 pump(err_r, rt::logs::Stream::Stderr, w, pumps);
             }
             Err(e) => tracing::warn!("container {name}: log file {}: {e}", log.display()),
