@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::spec::Resources;
 
+pub mod devices_bpf;
 pub mod v1;
 pub mod v2;
 
@@ -64,7 +65,8 @@ pub trait Cgroup: std::fmt::Debug + Send + Sync {
     fn paths(&self) -> Vec<PathBuf>;
 }
 
-/// Device access rules for the devices controller (v1; v2 would need eBPF and is not done).
+/// Device access rules: v1's devices controller files, or v2's eBPF device program
+/// ([`devices_bpf`]).
 #[derive(Debug, Clone, Default)]
 pub struct DeviceRules {
     /// `true`: `a *:* rwm` (privileged).
