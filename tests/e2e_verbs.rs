@@ -170,7 +170,8 @@ fn exec_through_a_real_pseudo_terminal_gets_a_tty() {
     assert!(text.contains("/dev/pts/0\r\n"), "{text:?}");
     let stat = text
         .lines()
-        .find_map(|l| l.trim().strip_prefix("stat: "))
+        // `script` may echo a control character (^@) into the line first.
+        .find_map(|l| l.split_once("stat: ").map(|(_, rest)| rest))
         .and_then(|l| l.rsplit_once(')'))
         .map(|(_, rest)| rest.split_whitespace().collect::<Vec<_>>())
         .unwrap_or_default();
@@ -310,7 +311,7 @@ services:
         1
     );
     let cmd = format!(
-        "{} -p runs run app sh -c 'test -t 0 && echo TTY'",
+        "{} -p runs run app sh -c 'test -t 0 && echo TTY; tty; echo stat: $(cat /proc/self/stat); [ /dev/console -ef /proc/self/fd/0 ] && echo CONSOLE'",
         env!("CARGO_BIN_EXE_rcompose")
     );
     let tty = std::process::Command::new("script")
@@ -322,10 +323,22 @@ services:
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
+    let text = String::from_utf8_lossy(&tty.stdout).to_string();
+    assert!(text.contains("TTY\r\n"), "{text:?}");
+    // The container's own pty, its controlling terminal (foreground: tpgid == pgrp) and
+    // /dev/console.
+    assert!(text.contains("/dev/pts/0\r\n"), "{text:?}");
+    assert!(text.contains("CONSOLE\r\n"), "{text:?}");
+    let stat = text
+        .lines()
+        // `script` may echo a control character (^@) into the line first.
+        .find_map(|l| l.split_once("stat: ").map(|(_, rest)| rest))
+        .and_then(|l| l.rsplit_once(')'))
+        .map(|(_, rest)| rest.split_whitespace().collect::<Vec<_>>())
+        .unwrap_or_default();
     assert!(
-        String::from_utf8_lossy(&tty.stdout).contains("TTY\r\n"),
-        "{:?}",
-        String::from_utf8_lossy(&tty.stdout)
+        stat.len() > 5 && stat[4] != "0" && stat[2] == stat[5],
+        "{text:?}"
     );
     s.down_and_check();
 }

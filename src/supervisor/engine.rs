@@ -50,8 +50,11 @@ pub struct OneOff {
     pub stdin: bool,
     /// `--service-ports`: publish the service's ports.
     pub publish: bool,
-    /// The caller's stdio (a pty slave or its own descriptors) instead of log pipes.
+    /// The caller's stdio (its own descriptors) instead of log pipes; with `tty`, only for
+    /// setup errors: the container gets a terminal of its own, whose master the caller takes
+    /// with [`Engine::take_oneoff_master`].
     pub stdio: Option<rt::Stdio>,
+    pub master: Option<OwnedFd>,
 }
 
 /// In-memory facts about a container of this process.
@@ -200,6 +203,15 @@ impl Engine {
     /// Make this engine create one-off containers (`rcompose run`).
     pub fn set_oneoff(&self, o: OneOff) {
         *self.oneoff.lock().unwrap_or_else(|e| e.into_inner()) = Some(o);
+    }
+
+    /// The pty master of a one-off created with `tty` (once).
+    pub fn take_oneoff_master(&self) -> Option<OwnedFd> {
+        self.oneoff
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            .and_then(|o| o.master.take())
     }
 
     pub fn loaded(&self) -> Option<Arc<Loaded>> {
@@ -398,6 +410,21 @@ impl Engine {
             .as_mut()
             .and_then(|o| o.stdio.take());
         if let Some(stdio) = given {
+            if spec.process.tty {
+                let (created, master) = self
+                    .runtime
+                    .create_with_terminal(spec, stdio)
+                    .map_err(|e| cerr(name, e))?;
+                if let Some(o) = self
+                    .oneoff
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_mut()
+                {
+                    o.master = Some(master);
+                }
+                return Ok(created);
+            }
             return self.runtime.create(spec, stdio).map_err(|e| cerr(name, e));
         }
         let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
