@@ -391,6 +391,10 @@ services:
   closed:
     image: {IMAGE}
     command: ["sh", "-c", "timeout 1 cat; echo cat=$$?; echo done; sleep 1000"]
+  reader:
+    image: {IMAGE}
+    stdin_open: true
+    command: ["sh", "-c", "read line; echo got=$$line; sleep 1000"]
 "#
         ),
     );
@@ -422,6 +426,17 @@ services:
         logs_of("closed").lines().any(|l| l == "cat=0"),
         "{}",
         logs_of("closed")
+    );
+    // What reaches the supervisor's stdin relay (what `attach` uses) is the container's input.
+    let sock = s.run.join("ttystdin/stdin/ttystdin-reader-1.sock");
+    let mut conn = std::os::unix::net::UnixStream::connect(&sock)
+        .unwrap_or_else(|e| panic!("{}: {e}", sock.display()));
+    std::io::Write::write_all(&mut conn, b"typed\n").unwrap();
+    drop(conn);
+    support::eventually(
+        std::time::Duration::from_secs(10),
+        "the reader's line",
+        || logs_of("reader").lines().any(|l| l == "got=typed"),
     );
     s.no_down_on_drop();
     s.down_and_check();

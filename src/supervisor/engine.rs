@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock};
@@ -68,6 +68,8 @@ struct Live {
     /// `stdin_open`: the write end of the container's stdin pipe, held so that its stdin stays
     /// open (never EOF) for the life of the container.
     stdin: Option<OwnedFd>,
+    /// `attach`'s way in: relays into the stdin pipe or the pty master of this run.
+    relay: Option<super::stdin::Relay>,
 }
 
 /// Counts the log pumps of one run that have not reached the end of their pipe, so that an
@@ -460,12 +462,26 @@ impl Engine {
                 .map_err(|e| cerr(name, e))?;
             (c, None)
         };
-        self.live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(name.to_string())
-            .or_default()
-            .stdin = stdin_w;
+        // `attach` types into the stdin pipe or the terminal through the relay socket.
+        let input = stdin_w
+            .as_ref()
+            .map(|w| w.as_fd())
+            .or(master.as_ref().map(|m| m.as_fd()));
+        let relay = input.and_then(
+            |fd| match super::stdin::Relay::start(&self.paths, name, fd) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    None
+                }
+            },
+        );
+        {
+            let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+            let l = live.entry(name.to_string()).or_default();
+            l.stdin = stdin_w;
+            l.relay = relay;
+        }
         let log = self.paths.log_file(name);
         let opts = self.log_options(&spec.service);
         match rt::logs::LogWriter::open(&log, opts) {
@@ -758,6 +774,16 @@ impl Engine {
             .and_then(|l| l.pumps.clone());
         if let Some(p) = pumps {
             p.wait(Duration::from_secs(1));
+        }
+        // The run is over: no more input.
+        if let Some(l) = self
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(name)
+        {
+            l.relay = None;
+            l.stdin = None;
         }
         let stopping = self
             .stopping
