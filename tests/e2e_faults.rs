@@ -167,7 +167,7 @@ fn down_twice_is_fine() {
 fn containers_adopted_from_a_killed_supervisor_keep_their_restart_policy() {
     let s = Stack::new(
         "adoptrestart",
-        77,
+        25,
         &compose(
             r#"
 services:

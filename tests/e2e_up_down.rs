@@ -556,7 +556,7 @@ services:
 fn a_restart_keeps_the_container_filesystem_changes() {
     let s = Stack::new(
         "keepupper",
-        78,
+        26,
         &format!(
             r#"
 services:
@@ -595,7 +595,7 @@ services:
 fn down_rmi_removes_local_or_all_images_but_not_one_another_project_runs() {
     let s = Stack::new(
         "rmidown",
-        79,
+        27,
         &format!(
             r#"
 services:
@@ -624,11 +624,11 @@ services:
     std::fs::create_dir_all(&other_dir).unwrap();
     std::fs::write(
         other_dir.join("compose.yaml"),
-        // Its own subnet (10.213.180.0/24: pool number 80, kept free for this): the test's
+        // Its own subnet (10.213.128.0/24: pool number 28, kept free for this): the test's
         // pool holds one network.
         format!(
             "services:\n  keep:\n    image: {IMAGE}\n    command: [\"sleep\", \"1000\"]\n\
-             networks:\n  default:\n    ipam:\n      config:\n        - subnet: 10.213.180.0/24\n"
+             networks:\n  default:\n    ipam:\n      config:\n        - subnet: 10.213.128.0/24\n"
         ),
     )
     .unwrap();

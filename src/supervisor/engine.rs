@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock};
@@ -50,8 +50,11 @@ pub struct OneOff {
     pub stdin: bool,
     /// `--service-ports`: publish the service's ports.
     pub publish: bool,
-    /// The caller's stdio (a pty slave or its own descriptors) instead of log pipes.
+    /// The caller's stdio (its own descriptors) instead of log pipes; with `tty`, only for
+    /// setup errors: the container gets a terminal of its own, whose master the caller takes
+    /// with [`Engine::take_oneoff_master`].
     pub stdio: Option<rt::Stdio>,
+    pub master: Option<OwnedFd>,
 }
 
 /// In-memory facts about a container of this process.
@@ -62,10 +65,10 @@ struct Live {
     watched: bool,
     /// Log pumps of the current run still copying output into the log file.
     pumps: Option<Arc<Pumps>>,
-    /// `stdin_open: true` without a tty: the write end of the container's stdin pipe, kept
-    /// open so the process's reads wait instead of seeing end of file.
-    stdin_keep: Option<OwnedFd>,
-    /// The stdin relay socket of this run (`attach` types into the container through it).
+    /// `stdin_open`: the write end of the container's stdin pipe, held so that its stdin stays
+    /// open (never EOF) for the life of the container.
+    stdin: Option<OwnedFd>,
+    /// `attach`'s way in: relays into the stdin pipe or the pty master of this run.
     relay: Option<super::stdin::Relay>,
 }
 
@@ -157,6 +160,16 @@ impl Engine {
                 networks = networks.with_pool(network::Pool { bases, size });
             }
         }
+        if supervising {
+            // The sealed helper copy made now is the one `rcompose exec` reuses (through
+            // /proc/<supervisor>/fd) instead of copying the binary on every call.
+            let rt = runtime.clone();
+            std::thread::spawn(move || {
+                if let Err(e) = rt.seal_helper() {
+                    tracing::warn!("seal the helper binary: {e}");
+                }
+            });
+        }
         Ok(Arc::new(Engine {
             paths,
             store,
@@ -192,6 +205,15 @@ impl Engine {
     /// Make this engine create one-off containers (`rcompose run`).
     pub fn set_oneoff(&self, o: OneOff) {
         *self.oneoff.lock().unwrap_or_else(|e| e.into_inner()) = Some(o);
+    }
+
+    /// The pty master of a one-off created with `tty` (once).
+    pub fn take_oneoff_master(&self) -> Option<OwnedFd> {
+        self.oneoff
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            .and_then(|o| o.master.take())
     }
 
     pub fn loaded(&self) -> Option<Arc<Loaded>> {
@@ -362,6 +384,29 @@ impl Engine {
         rt::Created::load(&self.runtime_dir(name)).ok()
     }
 
+    /// The runtime handle of container `target` once it is created: creates run in parallel,
+    /// so a container that shares another's namespaces or volumes waits for it (30 s at most).
+    fn wait_created(&self, target: &str) -> Option<rt::Created> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let live = self
+                .live
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(target)
+                .and_then(|l| l.created.clone());
+            if let Some(c) = live.or_else(|| rt::Created::load(&self.runtime_dir(target)).ok()) {
+                if c.pid > 0 {
+                    return Some(c);
+                }
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     fn runtime_dir(&self, name: &str) -> PathBuf {
         self.paths.container_dir(name).join("rt")
     }
@@ -388,131 +433,83 @@ impl Engine {
             .as_mut()
             .and_then(|o| o.stdio.take());
         if let Some(stdio) = given {
+            if spec.process.tty {
+                let (created, master) = self
+                    .runtime
+                    .create_with_terminal(spec, stdio)
+                    .map_err(|e| cerr(name, e))?;
+                if let Some(o) = self
+                    .oneoff
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_mut()
+                {
+                    o.master = Some(master);
+                }
+                return Ok(created);
+            }
             return self.runtime.create(spec, stdio).map_err(|e| cerr(name, e));
         }
-        if spec.process.tty {
-            return self.runtime_create_tty(spec, name);
-        }
-        let (stdin, stdin_keep) = if spec.process.stdin {
+        let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| cerr(name, format!("pipe: {e}")))?;
+        let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| cerr(name, format!("pipe: {e}")))?;
+        // `stdin_open` without a terminal: a pipe whose write end we keep.
+        let (stdin_r, stdin_w) = if spec.process.stdin && !spec.process.tty {
             let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
                 .map_err(|e| cerr(name, format!("pipe: {e}")))?;
             (Some(r), Some(w))
         } else {
             (None, None)
         };
-        let relay = stdin_keep.as_ref().and_then(|w| self.start_relay(name, w));
+        let stdio = rt::Stdio {
+            stdin: stdin_r,
+            stdout: out_w,
+            stderr: err_w,
+        };
+        // `tty: true`: a terminal of the container's own; its master is the log's source (one
+        // stream, as Docker logs a tty container) and keeps the terminal open. The pipes serve
+        // setup errors only and end when the terminal replaces them.
+        let (created, master) = if spec.process.tty {
+            let (c, m) = self
+                .runtime
+                .create_with_terminal(spec, stdio)
+                .map_err(|e| cerr(name, e))?;
+            (c, Some(m))
+        } else {
+            let c = self
+                .runtime
+                .create(spec, stdio)
+                .map_err(|e| cerr(name, e))?;
+            (c, None)
+        };
+        // `attach` types into the stdin pipe or the terminal through the relay socket.
+        let input = stdin_w
+            .as_ref()
+            .map(|w| w.as_fd())
+            .or(master.as_ref().map(|m| m.as_fd()));
+        let relay = input.and_then(
+            |fd| match super::stdin::Relay::start(&self.paths, name, fd) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    None
+                }
+            },
+        );
         {
             let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
             let l = live.entry(name.to_string()).or_default();
-            l.stdin_keep = stdin_keep;
+            l.stdin = stdin_w;
             l.relay = relay;
         }
-        let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|e| cerr(name, format!("pipe: {e}")))?;
-        let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|e| cerr(name, format!("pipe: {e}")))?;
-        let created = self
-            .runtime
-            .create(
-                spec,
-                rt::Stdio {
-                    stdin,
-                    stdout: out_w,
-                    stderr: err_w,
-                },
-            )
-            .map_err(|e| cerr(name, e))?;
-        self.start_pumps(
-            name,
-            &spec.service,
-            vec![
-                (out_r, rt::logs::Stream::Stdout),
-                (err_r, rt::logs::Stream::Stderr),
-            ],
-        );
-        Ok(created)
-    }
-
-    /// `tty: true` under `up`: the process gets the slave of a new pty as stdin, stdout and
-    /// stderr (its controlling terminal), and the master is copied into the log as stdout,
-    /// as Docker does for tty containers. The runtime's own console setup is not asked for
-    /// (binding a host devpts slave on /dev/console fails with EINVAL; `run` does the same).
-    fn runtime_create_tty(
-        &self,
-        spec: &rt::ContainerSpec,
-        name: &str,
-    ) -> Result<rt::Created, BackendError> {
-        let ws = nix::pty::Winsize {
-            ws_row: 24,
-            ws_col: 80,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        let pty =
-            nix::pty::openpty(Some(&ws), None).map_err(|e| cerr(name, format!("openpty: {e}")))?;
-        for fd in [&pty.master, &pty.slave] {
-            let _ = nix::fcntl::fcntl(
-                fd,
-                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-            );
-        }
-        let stdio = rt::Stdio::tty(pty.slave).map_err(|e| cerr(name, format!("pty: {e}")))?;
-        let mut spec = spec.clone();
-        spec.process.tty = false;
-        spec.process.stdin = true;
-        let created = self
-            .runtime
-            .create(&spec, stdio)
-            .map_err(|e| cerr(name, e))?;
-        // Keep the recorded spec as asked (tty: true), in memory and in the runtime's
-        // `container.json` (what `attach` and a restart after a supervisor crash read), so a
-        // restart makes a pty again.
-        let mut created = created;
-        created.spec.process.tty = true;
-        let file = created.state_dir.join("container.json");
-        let tmp = created.state_dir.join("container.json.tmp");
-        let saved = serde_json::to_vec_pretty(&created)
-            .map_err(std::io::Error::other)
-            .and_then(|b| std::fs::write(&tmp, b))
-            .and_then(|_| std::fs::rename(&tmp, &file));
-        if let Err(e) = saved {
-            tracing::warn!("container {name}: recording tty in {}: {e}", file.display());
-        }
-        let relay = self.start_relay(name, &pty.master);
-        self.live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(name.to_string())
-            .or_default()
-            .relay = relay;
-        self.start_pumps(
-            name,
-            &spec.service,
-            vec![(pty.master, rt::logs::Stream::Stdout)],
-        );
-        Ok(created)
-    }
-
-    /// The stdin relay of a container this supervisor owns (none in a one-shot CLI engine:
-    /// the relay must live as long as the container).
-    fn start_relay(&self, name: &str, stdin: &OwnedFd) -> Option<super::stdin::Relay> {
-        if !self.supervising {
-            return None;
-        }
-        super::stdin::Relay::start(&self.paths, name, stdin)
-            .map_err(|e| tracing::warn!("{e}"))
-            .ok()
-    }
-
-    /// Copy each output descriptor into the container's json-file log (one thread each).
-    fn start_pumps(&self, name: &str, service: &str, fds: Vec<(OwnedFd, rt::logs::Stream)>) {
         let log = self.paths.log_file(name);
-        let opts = self.log_options(service);
+        let opts = self.log_options(&spec.service);
         match rt::logs::LogWriter::open(&log, opts) {
             Ok(w) => {
                 let w = Arc::new(Mutex::new(w));
                 let pumps = Arc::new(Pumps {
-                    running: Mutex::new(fds.len()),
+                    running: Mutex::new(2 + usize::from(master.is_some())),
                     done: Condvar::new(),
                 });
                 self.live
@@ -521,12 +518,15 @@ impl Engine {
                     .entry(name.to_string())
                     .or_default()
                     .pumps = Some(pumps.clone());
-                for (fd, stream) in fds {
-                    pump(fd, stream, w.clone(), pumps.clone());
+                pump(out_r, rt::logs::Stream::Stdout, w.clone(), pumps.clone());
+                if let Some(m) = master {
+                    pump(m, rt::logs::Stream::Stdout, w.clone(), pumps.clone());
                 }
+                pump(err_r, rt::logs::Stream::Stderr, w, pumps);
             }
             Err(e) => tracing::warn!("container {name}: log file {}: {e}", log.display()),
         }
+        Ok(created)
     }
 
     fn log_options(&self, service: &str) -> rt::logs::LogOptions {
@@ -828,6 +828,16 @@ impl Engine {
         if let Some(p) = pumps {
             p.wait(Duration::from_secs(1));
         }
+        // The run is over: no more input.
+        if let Some(l) = self
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(name)
+        {
+            l.relay = None;
+            l.stdin = None;
+        }
         let stopping = self
             .stopping
             .lock()
@@ -864,8 +874,6 @@ impl Engine {
             .get_mut(name)
         {
             l.watched = false;
-            l.stdin_keep = None;
-            l.relay = None;
         }
         self.publish(Event::done(
             Resource::Container,
@@ -1821,6 +1829,57 @@ impl ContainerBackend for Arc<Engine> {
             let _ = std::fs::create_dir_all(a);
         }
         let mut spec = spec;
+        // `ipc`/`pid: service:x` (x's container number 1, started first through the implicit
+        // depends_on) or `container:x`: join the namespace of that container's pid 1.
+        for (kind, mode) in [("ipc", svc.ipc.as_deref()), ("pid", svc.pid.as_deref())] {
+            let Some(mode) = mode else { continue };
+            let target = match (
+                mode.strip_prefix("service:"),
+                mode.strip_prefix("container:"),
+            ) {
+                (Some(other), _) => naming::container_name(&loaded.project.name, other, 1),
+                (None, Some(other)) => other.to_string(),
+                _ => continue,
+            };
+            let pid = self
+                .wait_created(&target)
+                .map(|c| c.pid)
+                .filter(|p| *p > 0 && pid_alive(*p, None))
+                .ok_or_else(|| cerr(name, format!("{kind}: {mode}: {target} is not running")))?;
+            let join = rt::ShareMode::JoinPid(pid);
+            if kind == "ipc" {
+                spec.namespaces.ipc = join;
+            } else {
+                spec.namespaces.pid = join;
+            }
+        }
+        // `volumes_from: [service[:ro|rw], container:name[:ro|rw]]`: the volumes and binds of
+        // that container (the service's number 1, created first through the implicit
+        // depends_on).
+        for entry in svc.volumes_from.iter().flatten() {
+            let (target, mode) = match entry.strip_prefix("container:") {
+                Some(rest) => {
+                    let (n, m) = rest
+                        .split_once(':')
+                        .map_or((rest, None), |(n, m)| (n, Some(m)));
+                    (n.to_string(), m)
+                }
+                None => {
+                    let (n, m) = entry
+                        .split_once(':')
+                        .map_or((entry.as_str(), None), |(n, m)| (n, Some(m)));
+                    (naming::container_name(&loaded.project.name, n, 1), m)
+                }
+            };
+            let other = self.wait_created(&target).ok_or_else(|| {
+                cerr(
+                    name,
+                    format!("volumes_from {entry}: {target} was not created"),
+                )
+            })?;
+            let shared = rt::mounts_from(&other.spec, mode, &spec.mounts);
+            spec.mounts.extend(shared);
+        }
         let oneoff = {
             let guard = self.oneoff.lock().unwrap_or_else(|e| e.into_inner());
             guard.as_ref().map(|o| {
