@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod engine;
 pub mod events;
 pub mod execute;
+pub mod fds;
 pub mod journal;
 pub mod logs;
 pub mod model;
