@@ -88,13 +88,21 @@ fn inherited_descriptor_reaches_neither_supervisor_nor_container() {
     let sid: i64 = after_comm.split(' ').nth(3).unwrap().parse().unwrap();
     assert_eq!(sid, sup, "the supervisor leads its own session");
     // The container: only stdio, none of it the marker.
+    // Once it runs its command: before the exec the pid is still the runtime's helper, which
+    // holds its own descriptors.
     let mut pid = 0;
-    eventually(Duration::from_secs(10), "the container's pid", || {
-        pid = s.state()["containers"]["fd-hygiene-sleeper-1"]["pid"]
-            .as_i64()
-            .unwrap_or(0);
-        pid > 0
-    });
+    eventually(
+        Duration::from_secs(10),
+        "the container running sleep",
+        || {
+            pid = s.state()["containers"]["fd-hygiene-sleeper-1"]["pid"]
+                .as_i64()
+                .unwrap_or(0);
+            pid > 0
+                && std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c.starts_with(b"sleep\0300"))
+        },
+    );
     let cfds = fds(pid);
     assert!(
         cfds.iter().all(|(n, t)| *n <= 2 && t != &marker),
