@@ -100,7 +100,7 @@ fn inherited_descriptor_reaches_neither_supervisor_nor_container() {
                 .unwrap_or(0);
             pid > 0
                 && std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| c.starts_with(b"sleep\0300"))
+                    .is_ok_and(|c| c.starts_with(b"sleep\x00300"))
         },
     );
     let cfds = fds(pid);
