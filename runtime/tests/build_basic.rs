@@ -1,0 +1,243 @@
+//! The builder end to end on a busybox base image: RUN writes files in a real container,
+//! COPY honours .dockerignore, the config records ENV/WORKDIR/USER/CMD, multi-stage COPY
+//! --from, deletions become whiteouts, ADD extracts local tars, and a failing RUN names its
+//! step and exit code and leaves nothing behind.
+
+mod build_support;
+
+use build_support::{labels, Harness, BASE};
+use runtime::build::BuildError;
+
+#[test]
+fn run_output_and_config_end_up_in_the_image() {
+    let h = Harness::new();
+    let built = h
+        .build(
+            "FROM busybox:test\n\
+             ENV GREETING=hello NAME=\"the world\"\n\
+             WORKDIR /app\n\
+             RUN echo \"$GREETING $NAME\" > msg && echo building\n\
+             USER nobody\n\
+             EXPOSE 8080\n\
+             LABEL org.example.tier=web\n\
+             CMD [\"cat\", \"msg\"]\n",
+            "built:v1",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        h.output().contains(&"building".to_string()),
+        "{:?}",
+        h.output()
+    );
+    let img = built.image;
+    assert_eq!(img.reference.familiar(), "built:v1");
+    assert!(img.config.env.contains(&"GREETING=hello".to_string()));
+    assert!(img.config.env.contains(&"NAME=the world".to_string()));
+    assert_eq!(img.config.working_dir.as_deref(), Some("/app"));
+    assert_eq!(img.config.user.as_deref(), Some("nobody"));
+    assert_eq!(img.config.cmd, Some(vec!["cat".into(), "msg".into()]));
+    assert_eq!(img.config.exposed_ports, vec!["8080/tcp"]);
+    assert_eq!(img.config.labels, labels(&[("org.example.tier", "web")]));
+    let base = h.store.get(BASE).unwrap().unwrap();
+    assert_eq!(
+        img.diff_ids.len(),
+        base.diff_ids.len() + 1,
+        "one layer for the RUN"
+    );
+    assert_eq!(img.diff_ids[0], base.diff_ids[0]);
+    let cfg = h.config_json(&img);
+    let history = cfg["history"].as_array().unwrap();
+    assert!(history
+        .iter()
+        .any(|e| e["created_by"].as_str().unwrap().starts_with("RUN echo")));
+    assert_eq!(cfg["rootfs"]["diff_ids"].as_array().unwrap().len(), 2);
+    // The image runs: its CMD reads the file the RUN wrote, as user nobody in /app.
+    let out = h.run(&img, &["sh", "-c", "cat msg; id -u; pwd"]);
+    assert_eq!(
+        out.stdout, "hello the world\n65534\n/app\n",
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn copy_takes_the_context_minus_dockerignore() {
+    let h = Harness::new();
+    h.file(".dockerignore", "*.log\nsecret\n!keep.log\nsub/**/*.tmp\n")
+        .file("app.txt", "app\n")
+        .file("debug.log", "noise\n")
+        .file("keep.log", "kept\n")
+        .file("secret/key", "hunter2\n")
+        .file("sub/a/b.txt", "deep\n")
+        .file("sub/a/c.tmp", "tmp\n");
+    let built = h
+        .build(
+            "FROM busybox:test\nCOPY . /app/\nCOPY --chown=nobody --chmod=0600 app.txt /etc/app.conf\n",
+            "copy:v1",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = h.run(
+        &built.image,
+        &[
+            "sh",
+            "-c",
+            "cd /app && find . -type f | sort && stat -c '%u %a' /etc/app.conf",
+        ],
+    );
+    assert_eq!(
+        out.stdout,
+        "./.dockerignore\n./Dockerfile\n./app.txt\n./keep.log\n./sub/a/b.txt\n65534 600\n",
+        "{}",
+        out.stderr
+    );
+    // An excluded file is not there to copy: the error names file, line and instruction.
+    let e = h
+        .build(
+            "FROM busybox:test\nRUN true\nCOPY secret/key /key\n",
+            "copy:v2",
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("Dockerfile:3: COPY: secret/key: not found"),
+        "{e}"
+    );
+    assert!(e.contains(".dockerignore"), "{e}");
+}
+
+#[test]
+fn multi_stage_copies_from_an_earlier_stage_and_target_stops_early() {
+    let h = Harness::new();
+    let df = "ARG BASE=busybox:test\n\
+              FROM ${BASE} AS builder\n\
+              ARG FLAVOUR=plain\n\
+              RUN mkdir -p /out && echo \"binary-$FLAVOUR\" > /out/app && echo junk > /junk\n\
+              FROM ${BASE} AS unused\n\
+              RUN exit 1\n\
+              FROM ${BASE}\n\
+              COPY --from=builder /out/app /usr/local/bin/app\n\
+              CMD [\"cat\", \"/usr/local/bin/app\"]\n";
+    let mut opts = h.options(df, "multi:v1");
+    opts.args.insert("FLAVOUR".into(), "fancy".into());
+    let built = h.build_with(&opts).unwrap_or_else(|e| panic!("{e}"));
+    let out = h.run(
+        &built.image,
+        &["sh", "-c", "cat /usr/local/bin/app; ls /junk"],
+    );
+    assert_eq!(out.stdout, "binary-fancy\n");
+    assert!(
+        out.stderr.contains("/junk"),
+        "only the copied file: {}",
+        out.stderr
+    );
+    // `target:` builds the stage and what it needs only.
+    let mut opts = h.options(df, "multi:builder");
+    opts.target = Some("builder".into());
+    let built = h.build_with(&opts).unwrap_or_else(|e| panic!("{e}"));
+    let out = h.run(&built.image, &["cat", "/junk"]);
+    assert_eq!(out.stdout, "junk\n");
+    opts.target = Some("nope".into());
+    let e = h.build_with(&opts).unwrap_err().to_string();
+    assert!(
+        e.contains("\"nope\" not found") && e.contains("builder, unused, 2"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_deleted_file_is_gone_in_the_result() {
+    let h = Harness::new();
+    let built = h
+        .build(
+            "FROM busybox:test\nRUN mkdir -p /data/sub && echo x > /data/sub/f\nRUN rm /etc/group && rm -rf /data/sub && mkdir /data/sub && echo y > /data/sub/g\n",
+            "deleted:v1",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = h.run(
+        &built.image,
+        &[
+            "sh",
+            "-c",
+            "ls /etc/group; ls /data/sub; cat /etc/passwd | head -1",
+        ],
+    );
+    assert!(out.stderr.contains("/etc/group"), "{}", out.stderr);
+    assert_eq!(out.stdout, "g\nroot:x:0:0:root:/root:/bin/sh\n");
+    // The last layer's blob holds an OCI whiteout for the file and an opaque marker.
+    let blob = h
+        .store
+        .dir()
+        .join("blobs/sha256")
+        .join(h.store.get("deleted:v1").unwrap().unwrap().diff_ids[2].hex());
+    let names: Vec<String> = tar::Archive::new(std::fs::File::open(blob).unwrap())
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(names.contains(&"etc/.wh.group".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"data/sub/.wh..wh..opq".to_string()),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn add_extracts_a_local_tar_and_from_scratch_works() {
+    let h = Harness::new();
+    let tar = runtime::image::rootfs::busybox_rootfs_tar(std::path::Path::new(
+        runtime::image::rootfs::HOST_BUSYBOX,
+    ))
+    .unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &tar).unwrap();
+    std::fs::write(h.context.join("rootfs.tar.gz"), gz.finish().unwrap()).unwrap();
+    let built = h
+        .build(
+            "FROM scratch\nADD rootfs.tar.gz /\nRUN echo from-scratch > /proof\nCOPY <<EOF /etc/motd\nhello heredoc\nEOF\n",
+            "scratch:v1",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(built.image.diff_ids.len(), 3);
+    let out = h.run(&built.image, &["sh", "-c", "cat /proof /etc/motd"]);
+    assert_eq!(
+        out.stdout, "from-scratch\nhello heredoc\n",
+        "{}",
+        out.stderr
+    );
+    let e = h
+        .build(
+            "FROM scratch\nADD https://example.invalid/x.tgz /\n",
+            "url:v1",
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("Dockerfile:2: ADD:") && e.contains("offline"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_failing_run_names_the_step_and_leaves_nothing_behind() {
+    let h = Harness::new();
+    let e = h
+        .build(
+            "FROM busybox:test\nRUN echo ok\nRUN echo about to fail && sleep 30 & exit 3\n",
+            "fail:v1",
+        )
+        .unwrap_err();
+    match &e {
+        BuildError::RunFailed { line, code, .. } => {
+            assert_eq!((*line, *code), (3, 3));
+        }
+        other => panic!("expected RunFailed, got {other}"),
+    }
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("Dockerfile:3: RUN echo about to fail && sleep 30 & exit 3: the command exited with code 3"),
+        "{msg}"
+    );
+    assert!(h.store.get("fail:v1").unwrap().is_none());
+    // No container folder, cgroup, mount or process remains (also checked again on drop).
+    assert_eq!(h.leaks(), Vec::<String>::new());
+}
