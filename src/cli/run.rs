@@ -5,7 +5,7 @@ use clap::Args;
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// Build image before starting container (rcompose has no builder: rejected)
+    /// Build image before starting container
     #[arg(long)]
     pub build: bool,
     /// Add Linux capabilities
@@ -109,13 +109,11 @@ fn dup(fd: impl AsFd) -> Result<OwnedFd> {
 /// dependencies started first (through the project's supervisor), attached to this terminal;
 /// the exit code is passed through.
 pub fn run(g: &GlobalArgs, a: RunArgs) -> Result<ExitCode> {
-    if a.build {
-        bail!("--build: rcompose has no image builder");
-    }
     if !a.publish.is_empty() || !a.volume.is_empty() {
         bail!("run: -p and -v are not supported yet (use --service-ports, or volumes in the compose file)");
     }
     let ctx = Ctx::with_project(g, std::slice::from_ref(&a.service))?;
+    super::build::before_start(g, &ctx, std::slice::from_ref(&a.service), a.build, false)?;
     let project = ctx.project.clone().expect("loaded");
     let Some(svc) = project.services.get(&a.service) else {
         bail!("no such service: {}", a.service);

@@ -174,7 +174,10 @@ impl Engine {
 
     /// Set the compose project (from `up`, or a later `up` with a changed file).
     pub fn set_project(&self, project: compose::Project) {
-        let desired = spec::desired(&project);
+        let mut desired = spec::desired(&project);
+        if let Ok(store) = self.images() {
+            super::build::fold_image_ids(&project, &mut desired, store);
+        }
         {
             let mut st = self.lock_state();
             st.working_dir = project.working_dir.clone();

@@ -272,6 +272,15 @@ impl Builder<'_> {
         need.into_iter().collect()
     }
 
+    /// How progress names a stage: its name, `stage-N`, or nothing for a single stage.
+    fn label(&self, stage: &Stage) -> String {
+        match &stage.name {
+            Some(n) => n.clone(),
+            None if self.df.stages.len() == 1 => String::new(),
+            None => format!("stage-{}", stage.index),
+        }
+    }
+
     fn err(&self, ins: &Instruction, message: impl Into<String>) -> BuildError {
         BuildError::Step {
             file: self.df.name.clone(),
@@ -321,10 +330,7 @@ impl Builder<'_> {
     fn base(&self, stage: &Stage, done: &[Option<StageState>]) -> Result<StageState, BuildError> {
         let from = self.synth_from(stage);
         let base = self.expand(&from, &stage.base, &self.global)?;
-        let label = stage
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("stage-{}", stage.index));
+        let label = self.label(stage);
         if let Some(i) = self.stage_ref(&base, stage.index) {
             let mut st = done[i].clone().expect("dependencies are built first");
             st.label = label;
@@ -418,10 +424,7 @@ impl Builder<'_> {
     ) -> Result<StageState, BuildError> {
         let span = tracing::info_span!("stage", index = stage.index, name = ?stage.name);
         let _g = span.enter();
-        let label = stage
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("stage-{}", stage.index));
+        let label = self.label(stage);
         self.emit_step(&label, &format!("FROM {}", stage.base), false);
         let mut st = self.base(stage, done)?;
         for ins in &stage.instructions {
@@ -763,7 +766,7 @@ impl Builder<'_> {
         };
         let spec = ContainerSpec {
             id: id.clone(),
-            name: format!("build-{}-{}", st.label, self.step),
+            name: format!("build-step-{}", self.step),
             service: "build".into(),
             state_dir: state_dir.clone(),
             lower_dirs,
