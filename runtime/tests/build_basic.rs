@@ -241,3 +241,24 @@ fn a_failing_run_names_the_step_and_leaves_nothing_behind() {
     // No container folder, cgroup, mount or process remains (also checked again on drop).
     assert_eq!(h.leaks(), Vec::<String>::new());
 }
+
+#[test]
+fn named_contexts_stand_for_an_image_or_a_folder() {
+    let h = Harness::new();
+    let extra = h.tmp.path().join("extra");
+    std::fs::create_dir_all(&extra).unwrap();
+    std::fs::write(extra.join("asset.txt"), "from a folder context\n").unwrap();
+    let mut opts = h.options(
+        "FROM base\nCOPY --from=assets asset.txt /asset.txt\n",
+        "named:v1",
+    );
+    opts.contexts.insert(
+        "base".into(),
+        runtime::build::NamedContext::Image(BASE.into()),
+    );
+    opts.contexts
+        .insert("assets".into(), runtime::build::NamedContext::Dir(extra));
+    let built = h.build_with(&opts).unwrap_or_else(|e| panic!("{e}"));
+    let out = h.run(&built.image, &["cat", "/asset.txt"]);
+    assert_eq!(out.stdout, "from a folder context\n", "{}", out.stderr);
+}

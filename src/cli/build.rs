@@ -89,7 +89,13 @@ pub fn run(g: &GlobalArgs, a: BuildArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    build_services(g, &project, &selected, &overrides, a.quiet)?;
+    build_services(
+        g,
+        &project,
+        &build::build_order(&project, &selected),
+        &overrides,
+        a.quiet,
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -183,5 +189,6 @@ pub fn before_start(
         }
         return Ok(());
     }
+    let todo = build::build_order(project, &todo);
     build_services(g, project, &todo, &BuildOverrides::default(), false)
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use runtime::build::{BuildError, BuildEvent, BuildNetwork, BuildOptions, Built};
+use runtime::build::{BuildError, BuildEvent, BuildNetwork, BuildOptions, Built, NamedContext};
 use runtime::image::{ImageError, Store};
 
 use super::model::DesiredProject;
@@ -119,10 +119,20 @@ pub fn options(
             "remote contexts (git or http URLs) are not supported: clone it and give a folder",
         ));
     }
+    // A named network cannot be joined by a build here: RUN gets the host's network.
     let network = match b.network.as_deref() {
+        Some("none") => BuildNetwork::None,
+        Some(other) => {
+            if BuildNetwork::parse(other).is_none() {
+                tracing::warn!(
+                    service,
+                    network = other,
+                    "build.network: builds use the host's network"
+                );
+            }
+            BuildNetwork::Host
+        }
         None => BuildNetwork::Host,
-        Some(n) => BuildNetwork::parse(n)
-            .ok_or_else(|| unsupported("network", "expected default, host or none"))?,
     };
     let mut args = BTreeMap::new();
     for (k, v) in b.args.iter().flatten() {
@@ -132,6 +142,28 @@ pub fn options(
         }
     }
     args.extend(overrides.args.clone());
+    let mut contexts = BTreeMap::new();
+    for (name, value) in b.additional_contexts.iter().flatten() {
+        let ctx = if let Some(other) = value.strip_prefix("service:") {
+            let o = project.services.get(other).ok_or_else(|| {
+                unsupported(
+                    "additional_contexts",
+                    &format!("{name}: no service {other:?} in the project"),
+                )
+            })?;
+            NamedContext::Image(image_ref(project, o))
+        } else if let Some(r) = value.strip_prefix("docker-image://") {
+            NamedContext::Image(r.to_string())
+        } else if value.contains("://") {
+            return Err(unsupported(
+                "additional_contexts",
+                &format!("{name}: {value}: only folders, service:<name> and docker-image:// are supported"),
+            ));
+        } else {
+            NamedContext::Dir(PathBuf::from(value))
+        };
+        contexts.insert(name.clone(), ctx);
+    }
     let mut tags = vec![image_ref(project, svc)];
     tags.extend(b.tags.iter().flatten().cloned());
     Ok(BuildOptions {
@@ -150,7 +182,43 @@ pub fn options(
         no_cache: overrides.no_cache || b.no_cache.unwrap_or(false),
         pull: overrides.pull || b.pull.unwrap_or(false),
         network,
+        contexts,
     })
+}
+
+/// Services a build uses the image of (`additional_contexts: {x: "service:other"}`).
+fn build_deps(svc: &compose::Service) -> Vec<String> {
+    svc.build
+        .iter()
+        .flat_map(|b| b.additional_contexts.iter().flatten())
+        .filter_map(|(_, v)| v.strip_prefix("service:").map(String::from))
+        .collect()
+}
+
+/// `services` ordered so that a service whose build uses another's image comes after it
+/// (those it uses are added when they have `build:`).
+pub fn build_order(project: &compose::Project, services: &[String]) -> Vec<String> {
+    fn visit(project: &compose::Project, s: &str, out: &mut Vec<String>, seen: &mut Vec<String>) {
+        if seen.iter().any(|x| x == s) {
+            return;
+        }
+        seen.push(s.to_string());
+        let Some(svc) = project.services.get(s) else {
+            return;
+        };
+        for d in build_deps(svc) {
+            if project.services.get(&d).is_some_and(|o| o.build.is_some()) {
+                visit(project, &d, out, seen);
+            }
+        }
+        out.push(s.to_string());
+    }
+    let mut out = Vec::new();
+    let mut seen = Vec::new();
+    for s in services {
+        visit(project, s, &mut out, &mut seen);
+    }
+    out
 }
 
 /// Build one service's image into the store under `root`. Blocking.
@@ -192,5 +260,63 @@ pub fn fold_image_ids(project: &compose::Project, desired: &mut DesiredProject, 
         h.update(d.config_hash.as_bytes());
         h.update(img.id.as_str().as_bytes());
         d.config_hash = hex::encode(h.finalize());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(yaml: &str) -> (tempfile::TempDir, compose::Project) {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("app")).unwrap();
+        std::fs::write(t.path().join("compose.yaml"), yaml).unwrap();
+        let p = compose::load(&compose::LoadOptions {
+            files: vec![t.path().join("compose.yaml")],
+            cwd: t.path().to_path_buf(),
+            project_name: Some("demo".into()),
+            ..Default::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        (t, p)
+    }
+
+    #[test]
+    fn compose_build_keys_become_builder_options() {
+        let (t, p) = load(
+            "services:\n  web:\n    image: example/web:1\n    build:\n      context: ./app\n      dockerfile: Dockerfile.dev\n      target: prod\n      args:\n        A: one\n        B: two\n      labels:\n        l: v\n      tags: [\"example/web:extra\"]\n      no_cache: true\n      network: none\n      additional_contexts:\n        base: service:base\n        assets: ./app\n        img: docker-image://busybox:1\n  base:\n    build: .\n",
+        );
+        let overrides = BuildOverrides {
+            args: [("B".to_string(), "cli".to_string())].into(),
+            ..Default::default()
+        };
+        let o = options(&p, "web", &overrides).unwrap();
+        assert_eq!(o.context, t.path().join("app"));
+        assert_eq!(o.dockerfile, Some(PathBuf::from("Dockerfile.dev")));
+        assert_eq!(o.target.as_deref(), Some("prod"));
+        assert_eq!(o.args.get("A").map(String::as_str), Some("one"));
+        assert_eq!(o.args.get("B").map(String::as_str), Some("cli"));
+        assert_eq!(o.labels.get("l").map(String::as_str), Some("v"));
+        assert_eq!(o.tags, vec!["example/web:1", "example/web:extra"]);
+        assert!(o.no_cache);
+        assert_eq!(o.network, BuildNetwork::None);
+        assert_eq!(
+            o.contexts.get("base"),
+            Some(&NamedContext::Image("demo-base".into()))
+        );
+        assert_eq!(
+            o.contexts.get("img"),
+            Some(&NamedContext::Image("busybox:1".into()))
+        );
+        assert_eq!(
+            o.contexts.get("assets"),
+            Some(&NamedContext::Dir(t.path().join("app")))
+        );
+        // `base` is built before `web`, whose build uses its image.
+        assert_eq!(build_order(&p, &["web".into()]), vec!["base", "web"]);
+        assert!(matches!(
+            options(&p, "nope", &overrides),
+            Err(ServiceBuildError::NoBuild { .. })
+        ));
     }
 }

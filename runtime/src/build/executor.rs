@@ -20,7 +20,7 @@ use super::ignore::{clean, Ignore};
 use super::layer::{self, LayerTar, MergedView};
 use super::parser::{self, Command, CopySpec, Dockerfile, Instruction, Kind, Stage};
 use super::words::{expand, expand_vars};
-use super::{BuildError, BuildEvent, BuildNetwork, BuildOptions, Built};
+use super::{BuildError, BuildEvent, BuildNetwork, BuildOptions, Built, NamedContext};
 use crate::container::{self, ContainerSpec, MountSpec, NetMode, ProcessSpec, Runtime, Stdio};
 use crate::image::manifest::{self, ConfigFile, ContainerConfig, Descriptor, RootFs};
 use crate::image::store::{ImageRecord, LayerRecord};
@@ -353,6 +353,19 @@ impl Builder<'_> {
         if base == "scratch" {
             return Ok(empty);
         }
+        let base = match self.opts.contexts.get(&base) {
+            Some(NamedContext::Image(r)) => r.clone(),
+            Some(NamedContext::Dir(p)) => {
+                return Err(self.err(
+                    &from,
+                    format!(
+                        "{base} is the folder {}: a folder context cannot be a base image",
+                        p.display()
+                    ),
+                ))
+            }
+            None => base,
+        };
         let platform = match &stage.platform {
             Some(p) => {
                 let p = self.expand(&from, p, &self.global)?;
@@ -924,6 +937,7 @@ impl Builder<'_> {
         // Where sources come from.
         let mut view: Option<MergedView> = None;
         let mut from_key = String::new();
+        let mut named_dir: Option<PathBuf> = None;
         let source_root: PathBuf = match &spec.from {
             None => self.context.clone(),
             Some(f) => {
@@ -938,8 +952,14 @@ impl Builder<'_> {
                             .ok()
                             .filter(|i| *i < self.df.stages.len())
                     });
-                let layers = match stage_idx {
-                    Some(i) => {
+                let named = self.opts.contexts.get(&f).filter(|_| stage_idx.is_none());
+                let layers = match (stage_idx, named) {
+                    (_, Some(NamedContext::Dir(p))) => {
+                        from_key = format!("dir {}", p.display());
+                        named_dir = Some(p.clone());
+                        Vec::new()
+                    }
+                    (Some(i), _) => {
                         let Some(src) = done.get(i).and_then(|s| s.as_ref()) else {
                             return Err(self.err(
                                 ins,
@@ -949,15 +969,19 @@ impl Builder<'_> {
                         from_key = src.key.clone();
                         src.layers.clone()
                     }
-                    None => {
+                    (None, named) => {
                         let policy = if self.opts.pull {
                             PullPolicy::Always
                         } else {
                             PullPolicy::Missing
                         };
+                        let r = match named {
+                            Some(NamedContext::Image(r)) => r.clone(),
+                            _ => f.clone(),
+                        };
                         let img = self
                             .store
-                            .ensure(&f, policy, None, &|_| {})
+                            .ensure(&r, policy, None, &|_| {})
                             .map_err(|e| self.err(ins, format!("--from={f}: {e}")))?;
                         from_key = img.id.to_string();
                         self.store
@@ -966,14 +990,18 @@ impl Builder<'_> {
                             .unwrap_or_default()
                     }
                 };
-                let v = MergedView::new(
-                    &self.layer_dirs(&layers),
-                    &self.work.join(format!("{id}.from")),
-                )
-                .map_err(|e| self.err(ins, format!("--from={f}: mount its filesystem: {e}")))?;
-                let root = v.root.clone();
-                view = Some(v);
-                root
+                if let Some(p) = named_dir.take() {
+                    p
+                } else {
+                    let v = MergedView::new(
+                        &self.layer_dirs(&layers),
+                        &self.work.join(format!("{id}.from")),
+                    )
+                    .map_err(|e| self.err(ins, format!("--from={f}: mount its filesystem: {e}")))?;
+                    let root = v.root.clone();
+                    view = Some(v);
+                    root
+                }
             }
         };
         let source = Source {

@@ -54,6 +54,18 @@ pub struct BuildOptions {
     /// Pull base images even when present (`pull:`, `--pull`).
     pub pull: bool,
     pub network: BuildNetwork,
+    /// Named contexts (compose `additional_contexts`): a name `FROM` or `COPY --from` uses
+    /// that means an image or a folder rather than a stage.
+    pub contexts: BTreeMap<String, NamedContext>,
+}
+
+/// What a named build context stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContext {
+    /// An image reference (`docker-image://ref`, or `service:name` resolved to its image).
+    Image(String),
+    /// A local folder.
+    Dir(PathBuf),
 }
 
 /// The network RUN steps see.
