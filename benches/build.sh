@@ -18,13 +18,18 @@ BIN=$(realpath "$CARGO_TARGET_DIR/release/rcompose")
 
 W=$(mktemp -d /var/tmp/rcompose-bench-build.XXXXXX)
 DOCKERD_PID=
+P=podman
 cleanup() {
   if [ -n "$DOCKERD_PID" ]; then
     kill "$DOCKERD_PID" 2>/dev/null || true
     wait "$DOCKERD_PID" 2>/dev/null || true
+    # dockerd leaves its netns bind mount and empty cgroup folders behind.
+    umount "$W/docker-exec/netns/default" 2>/dev/null || true
+    rmdir /sys/fs/cgroup/*/docker 2>/dev/null || true
   fi
-  if command -v podman >/dev/null 2>&1 && [ "${PODMAN:-0}" = 1 ]; then
-    podman rmi -f bench/app:podman bench/busybox:latest >/dev/null 2>&1 || true
+  if [ -d "$W/podman-root" ]; then
+    $P rmi -af >/dev/null 2>&1 || true
+    umount "$W/podman-root/overlay" 2>/dev/null || true
   fi
   rm -rf "$W"
 }
@@ -86,8 +91,10 @@ else
 fi
 
 if [ "${PODMAN:-0}" = 1 ] && command -v podman >/dev/null 2>&1; then
-  podman import "$W/busybox.tar" bench/busybox:latest >/dev/null
-  PB="podman build -q --network host -t bench/app:podman $W/proj/app"
+  # A private store, removed with the temp dir.
+  P="podman --root $W/podman-root --runroot $W/podman-run"
+  $P import "$W/busybox.tar" bench/busybox:latest >/dev/null
+  PB="$P build -q --network host -t bench/app:podman $W/proj/app"
   if $PB >/dev/null 2>"$W/podman-build.err"; then
     cmds+=(-n "podman build --no-cache (cold)" "$PB --no-cache"
            -n "podman build (cached)" "$PB")

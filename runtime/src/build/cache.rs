@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::image::store::{write_atomic, LayerRecord};
+use crate::image::store::LayerRecord;
 use crate::image::{Digest, Store};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,7 +48,10 @@ pub(crate) fn put(store: &Store, key: &str, entry: &Entry) {
         return;
     }
     let bytes = serde_json::to_vec(entry).expect("cache entry serializes");
-    if let Err(e) = write_atomic(&store.tmp_path("cache"), &path(store, key), &bytes) {
+    // Written and renamed but not synced: an entry lost in a crash only costs a rebuild.
+    let tmp = store.tmp_path("cache");
+    if let Err(e) = fs::write(&tmp, &bytes).and_then(|_| fs::rename(&tmp, path(store, key))) {
+        let _ = fs::remove_file(&tmp);
         tracing::warn!(%key, %e, "write build cache entry");
     }
 }

@@ -858,10 +858,8 @@ impl Builder<'_> {
             let f = io::BufWriter::new(File::create(&tar_path)?);
             let mut t = LayerTar::new(f);
             let n = layer::diff_upper(&state_dir.join("upper"), &mut t)?;
-            t.finish()?
-                .into_inner()
-                .map_err(|e| e.into_error())?
-                .sync_all()?;
+            // A staging file the store copies: flushed, not synced.
+            t.finish()?.into_inner().map_err(|e| e.into_error())?;
             Ok(n)
         };
         let n = write().map_err(|e| self.err(ins, format!("write the layer: {e}")))?;
@@ -1147,10 +1145,8 @@ impl Builder<'_> {
                         chmod,
                         spec.chown.is_some(),
                     )?;
-                    t.finish()?
-                        .into_inner()
-                        .map_err(|e| e.into_error())?
-                        .sync_all()
+                    t.finish()?.into_inner().map_err(|e| e.into_error())?;
+                    Ok(())
                 };
                 write().map_err(|e| self.err(ins, format!("write the layer: {e}")))?;
                 let rec = self.ingest(ins, &tar_path)?;
