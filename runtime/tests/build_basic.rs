@@ -262,3 +262,32 @@ fn named_contexts_stand_for_an_image_or_a_folder() {
     let out = h.run(&built.image, &["cat", "/asset.txt"]);
     assert_eq!(out.stdout, "from a folder context\n", "{}", out.stderr);
 }
+
+#[test]
+fn symlinks_resolve_inside_the_image_and_the_context() {
+    let h = Harness::new();
+    h.file("tool.sh", "echo tool\n");
+    // A context symlink to a host file must not read the host's file.
+    std::os::unix::fs::symlink("/etc/hostname", h.context.join("hostfile")).unwrap();
+    // COPY through a symlinked folder of the image writes into its target and keeps the link.
+    let built = h
+        .build(
+            "FROM busybox:test\nRUN mkdir -p /usr/local/real && ln -s /usr/local/real /usr/local/linked\nCOPY tool.sh /usr/local/linked/\n",
+            "links:v1",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = h.run(
+        &built.image,
+        &[
+            "sh",
+            "-c",
+            "readlink /usr/local/linked; cat /usr/local/real/tool.sh",
+        ],
+    );
+    assert_eq!(out.stdout, "/usr/local/real\necho tool\n", "{}", out.stderr);
+    let e = h
+        .build("FROM busybox:test\nCOPY hostfile /leak\n", "links:v2")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("Dockerfile:2: COPY: hostfile: not found"), "{e}");
+}

@@ -27,7 +27,7 @@ impl Source<'_> {
     pub fn resolve(&self, word: &str) -> Result<Vec<String>, String> {
         let rel = clean(word);
         if !has_glob(&rel) {
-            let p = self.root.join(&rel);
+            let p = self.path(&rel);
             if fs::symlink_metadata(&p).is_err() || (!rel.is_empty() && self.excluded(&rel)) {
                 return Err(format!(
                     "{word}: not found in {} (or excluded by .dockerignore)",
@@ -56,7 +56,7 @@ impl Source<'_> {
         let Some((first, rest)) = pattern.split_first() else {
             return;
         };
-        let Ok(rd) = fs::read_dir(self.root.join(dir)) else {
+        let Ok(rd) = fs::read_dir(self.path(&dir.to_string_lossy())) else {
             return;
         };
         for e in rd.flatten() {
@@ -85,7 +85,8 @@ impl Source<'_> {
     }
 
     fn walk_into(&self, base: &str, sub: &str, out: &mut Vec<String>) -> io::Result<()> {
-        let dir = self.root.join(base).join(sub);
+        // `sub` only goes through real folders (symlinks are not descended into).
+        let dir = self.path(base).join(sub);
         let mut names: Vec<String> = fs::read_dir(&dir)?
             .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
             .collect::<Result<_, _>>()?;
@@ -114,13 +115,71 @@ impl Source<'_> {
         Ok(())
     }
 
+    /// The real path of `rel`, with symlinks resolved inside the root: an absolute link
+    /// target means the root's path, `..` stops at the root. Without this a context (or an
+    /// image, for `COPY --from`) with `link -> /etc/shadow` would copy the host's file.
     pub fn path(&self, rel: &str) -> PathBuf {
-        if rel.is_empty() {
-            self.root.to_path_buf()
-        } else {
-            self.root.join(rel)
-        }
+        scoped(self.root, rel)
     }
+}
+
+/// Resolve `rel` under `root` component by component, following symlinks as if `root` were
+/// `/` (at most 40 links, as the kernel). A broken or looping link resolves to the path it
+/// names, which then does not exist.
+pub fn scoped(root: &Path, rel: &str) -> PathBuf {
+    let r = resolve_links(rel, |p| {
+        let path = root.join(p);
+        let m = fs::symlink_metadata(&path).ok()?;
+        if m.file_type().is_symlink() {
+            fs::read_link(&path).ok()
+        } else {
+            None
+        }
+    });
+    if r.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(r)
+    }
+}
+
+/// The symlink-free relative path `rel` names, given `link(prefix)` that returns the target
+/// of a prefix that is a symlink. Absolute targets restart at the root; `..` stops there.
+pub fn resolve_links(rel: &str, link: impl Fn(&str) -> Option<PathBuf>) -> String {
+    let mut todo: Vec<String> = rel
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .rev()
+        .map(String::from)
+        .collect();
+    let mut done: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(c) = todo.pop() {
+        if c == ".." {
+            done.pop();
+            continue;
+        }
+        done.push(c);
+        if hops >= 40 {
+            continue;
+        }
+        let Some(target) = link(&done.join("/")) else {
+            continue;
+        };
+        hops += 1;
+        done.pop();
+        let t = target.to_string_lossy();
+        if t.starts_with('/') {
+            done.clear();
+        }
+        todo.extend(
+            t.split('/')
+                .filter(|s| !s.is_empty() && *s != ".")
+                .rev()
+                .map(String::from),
+        );
+    }
+    done.join("/")
 }
 
 /// Streaming content hash of files for the cache key.
@@ -195,5 +254,24 @@ mod tests {
         assert_eq!(s.resolve("./src/../a.txt").unwrap(), vec!["a.txt"]);
         assert_eq!(s.walk("src").unwrap(), vec!["inner", "inner/y.rs", "x.rs"]);
         assert_eq!(s.walk("").unwrap().len(), 6);
+    }
+
+    #[test]
+    fn symlinks_resolve_inside_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        fs::create_dir_all(r.join("etc")).unwrap();
+        fs::create_dir_all(r.join("real/dir")).unwrap();
+        fs::write(r.join("etc/shadow"), "inside").unwrap();
+        std::os::unix::fs::symlink("/etc/shadow", r.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../etc/shadow", r.join("up")).unwrap();
+        std::os::unix::fs::symlink("real/dir", r.join("dirlink")).unwrap();
+        std::os::unix::fs::symlink("loop", r.join("loop")).unwrap();
+        assert_eq!(scoped(r, "abs"), r.join("etc/shadow"));
+        assert_eq!(scoped(r, "up"), r.join("etc/shadow"));
+        assert_eq!(scoped(r, "dirlink/x"), r.join("real/dir/x"));
+        assert_eq!(scoped(r, "a/../etc/./shadow"), r.join("etc/shadow"));
+        assert!(scoped(r, "loop").starts_with(r));
+        assert_eq!(scoped(r, ""), r.to_path_buf());
     }
 }

@@ -880,6 +880,10 @@ impl Builder<'_> {
         let (u, g) = spec.split_once(':').unwrap_or((spec, ""));
         let find = |file: &str, name: &str| -> Option<(u64, u64)> {
             let p = layer::lookup(&layers, file)?;
+            // Only a regular file: a symlink here would be read on the host.
+            if !fs::symlink_metadata(&p).ok()?.is_file() {
+                return None;
+            }
             let text = fs::read_to_string(p).ok()?;
             text.lines().find_map(|l| {
                 let f: Vec<&str> = l.split(':').collect();
@@ -1013,10 +1017,11 @@ impl Builder<'_> {
         } else {
             format!("{workdir}/{dest_word}")
         };
-        let dest = clean(&abs);
         let stage_layers = self.layer_dirs(&st.layers);
+        // Through the image's own symlinks (`/bin -> usr/bin`), never replacing them.
+        let dest = layer::resolve(&stage_layers, &clean(&abs));
         let dest_exists_dir = layer::lookup(&stage_layers, &dest)
-            .and_then(|p| fs::metadata(p).ok())
+            .and_then(|p| fs::symlink_metadata(p).ok())
             .is_some_and(|m| m.is_dir());
         // Resolve every source word.
         let mut items: Vec<Item> = Vec::new();
@@ -1311,7 +1316,8 @@ fn existing_or_new_dir<W: io::Write>(
     uid: u64,
     gid: u64,
 ) -> io::Result<()> {
-    match layer::lookup(stage, path).and_then(|p| fs::metadata(p).ok()) {
+    match layer::lookup(stage, path).and_then(|p| fs::symlink_metadata(p).ok()) {
+        Some(m) if m.file_type().is_symlink() => Ok(()),
         Some(m) if m.is_dir() => t.dir(
             path,
             m.mode(),

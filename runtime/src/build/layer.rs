@@ -252,6 +252,20 @@ pub fn lookup(layers: &[PathBuf], rel: &str) -> Option<PathBuf> {
     None
 }
 
+/// The symlink-free form of `rel` in a stage's filesystem (links resolved through the layers,
+/// inside the stage's root): where COPY really writes when the image has `/bin -> usr/bin`.
+pub fn resolve(layers: &[PathBuf], rel: &str) -> String {
+    super::context::resolve_links(rel, |p| {
+        let found = lookup(layers, p)?;
+        let m = fs::symlink_metadata(&found).ok()?;
+        if m.file_type().is_symlink() {
+            fs::read_link(&found).ok()
+        } else {
+            None
+        }
+    })
+}
+
 /// A read-only merged view of some layers (for `COPY --from`): one layer is its own folder;
 /// more are an overlay mount, unmounted on drop.
 pub struct MergedView {
