@@ -291,3 +291,54 @@ fn symlinks_resolve_inside_the_image_and_the_context() {
         .to_string();
     assert!(e.contains("Dockerfile:2: COPY: hostfile: not found"), "{e}");
 }
+
+#[test]
+fn a_build_removes_run_containers_left_by_a_dead_build() {
+    let h = Harness::new();
+    let base = h.store.get(BASE).unwrap().unwrap();
+    // A RUN container of a build whose process died (pid 4194999 > pid_max never exists).
+    let id = "build-4194999-deadbeef0000";
+    let state_dir = h.root.join("build").join(id);
+    let spec = runtime::container::ContainerSpec {
+        id: id.into(),
+        name: "build-step-2".into(),
+        service: "build".into(),
+        state_dir: state_dir.clone(),
+        lower_dirs: base.layers.clone(),
+        process: runtime::container::ProcessSpec {
+            args: vec!["sleep".into(), "300".into()],
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let null = || std::os::fd::OwnedFd::from(std::fs::File::create("/dev/null").unwrap());
+    let c = h
+        .runtime
+        .create(
+            &spec,
+            runtime::container::Stdio {
+                stdin: None,
+                stdout: null(),
+                stderr: null(),
+            },
+        )
+        .unwrap();
+    c.start().unwrap();
+    h.build("FROM busybox:test\nRUN true\n", "stale:v1")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !state_dir.exists(),
+        "the dead build's container folder is gone"
+    );
+    let state = std::fs::read_to_string(format!("/proc/{}/stat", c.pid)).unwrap_or_default();
+    assert!(
+        state.is_empty()
+            || state
+                .rsplit_once(')')
+                .unwrap()
+                .1
+                .trim_start()
+                .starts_with('Z'),
+        "its process was killed: {state}"
+    );
+}

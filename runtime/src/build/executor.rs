@@ -117,6 +117,7 @@ pub fn build(
         path: "prctl(PR_SET_CHILD_SUBREAPER)".into(),
         source,
     })?;
+    clean_stale(runtime);
     let mut b = Builder {
         store,
         runtime,
@@ -1462,5 +1463,32 @@ fn unique_id() -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     );
-    format!("build-{}", &cache::chain("", &seed)[..12])
+    // The pid tells a later build whether the step's owner is gone (`clean_stale`).
+    format!(
+        "build-{}-{}",
+        std::process::id(),
+        &cache::chain("", &seed)[..12]
+    )
+}
+
+/// Remove RUN containers of builds whose process is gone (killed, Ctrl-C): their processes,
+/// cgroups and folders. Containers of running builds are left alone.
+fn clean_stale(runtime: &Runtime) {
+    let dir = runtime.state_root.join("build");
+    let Ok(rd) = fs::read_dir(&dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid = name.split('-').nth(1).unwrap_or("");
+        let alive = !pid.is_empty()
+            && pid.bytes().all(|b| b.is_ascii_digit())
+            && Path::new("/proc").join(pid).exists();
+        if !alive {
+            info!(container = %name, "removing a build container left by a dead build");
+            if let Err(err) = container::cleanup(&e.path()) {
+                tracing::warn!(container = %name, %err, "remove stale build container");
+            }
+        }
+    }
 }
