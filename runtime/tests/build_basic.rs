@@ -342,3 +342,28 @@ fn a_build_removes_run_containers_left_by_a_dead_build() {
         "its process was killed: {state}"
     );
 }
+
+#[test]
+fn onbuild_triggers_are_stored_and_run_by_the_child_build() {
+    let h = Harness::new();
+    let parent = h
+        .build(
+            "FROM busybox:test\nONBUILD RUN echo triggered > /from-trigger\nONBUILD ENV CHILD=yes\n",
+            "onbuild/parent:1",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let cfg = h.config_json(&parent.image);
+    assert_eq!(
+        cfg["config"]["OnBuild"],
+        serde_json::json!(["RUN echo triggered > /from-trigger", "ENV CHILD=yes"])
+    );
+    let child = h
+        .build(
+            "FROM onbuild/parent:1\nRUN cat /from-trigger\n",
+            "onbuild/child:1",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(h.output(), vec!["triggered"]);
+    assert!(child.image.config.env.contains(&"CHILD=yes".to_string()));
+    assert!(h.config_json(&child.image)["config"]["OnBuild"].is_null());
+}

@@ -35,6 +35,8 @@ struct StageState {
     layers: Vec<LayerRecord>,
     config: ImageConfig,
     onbuild: Vec<String>,
+    /// ONBUILD triggers of the base image, run right after FROM.
+    triggers: Vec<String>,
     shell: Vec<String>,
     history: Vec<serde_json::Value>,
     /// ARGs declared in the stage, with their values.
@@ -344,6 +346,7 @@ impl Builder<'_> {
             layers: Vec::new(),
             config: ImageConfig::default(),
             onbuild: Vec::new(),
+            triggers: Vec::new(),
             shell: vec!["/bin/sh".into(), "-c".into()],
             history: Vec::new(),
             args: BTreeMap::new(),
@@ -419,7 +422,8 @@ impl Builder<'_> {
             layers: rec.layers,
             config: img.config.clone(),
             shell,
-            onbuild,
+            // Triggers fire in the child build and are not passed on (Docker's rule).
+            triggers: onbuild,
             history,
             key: cache::chain("", &format!("from {}", img.id)),
             platform: Platform {
@@ -441,6 +445,21 @@ impl Builder<'_> {
         let label = self.label(stage);
         self.emit_step(&label, &format!("FROM {}", stage.base), false);
         let mut st = self.base(stage, done)?;
+        let triggers = std::mem::take(&mut st.triggers);
+        self.total += triggers.len();
+        for t in &triggers {
+            let ins =
+                parser::parse_line(&self.df.name, stage.line, t, self.df.escape).map_err(|e| {
+                    self.err(
+                        &self.synth_from(stage),
+                        format!("ONBUILD trigger of the base image: {e}"),
+                    )
+                })?;
+            if matches!(ins.kind, Kind::Onbuild(_) | Kind::From { .. }) {
+                return Err(self.err(&ins, "not allowed as an ONBUILD trigger"));
+            }
+            self.instruction(&mut st, &ins, done)?;
+        }
         for ins in &stage.instructions {
             self.instruction(&mut st, ins, done)?;
         }

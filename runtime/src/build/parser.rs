@@ -668,6 +668,24 @@ fn parse_instruction(file: &str, l: &Logical, escape: char) -> Result<Instructio
     })
 }
 
+/// Parse one instruction line outside a Dockerfile (an image's ONBUILD trigger).
+pub fn parse_line(
+    file: &str,
+    line: usize,
+    text: &str,
+    escape: char,
+) -> Result<Instruction, BuildError> {
+    parse_instruction(
+        file,
+        &Logical {
+            line,
+            text: text.to_string(),
+            heredocs: Vec::new(),
+        },
+        escape,
+    )
+}
+
 /// The known instruction closest to a misspelt one (edit distance ≤ 2).
 fn suggest(word: &str) -> Option<&'static str> {
     INSTRUCTIONS
