@@ -527,9 +527,8 @@ impl Builder<'_> {
             Kind::Env(pairs) => {
                 let mut parts = Vec::new();
                 for (k, v) in pairs {
+                    // Every value sees the environment from before this ENV (Docker's rule).
                     let v = x(v)?;
-                    let mut cur_env = Self::env_of(st);
-                    cur_env.insert(k.clone(), v.clone());
                     st.config
                         .env
                         .retain(|e| e.split_once('=').map(|p| p.0) != Some(k));

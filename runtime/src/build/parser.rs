@@ -645,8 +645,18 @@ fn parse_instruction(file: &str, l: &Logical, escape: char) -> Result<Instructio
             if keyword == "ADD" && flag("from").is_some() {
                 return Err(err("ADD has no --from: use COPY --from".into()));
             }
-            if flag("link").is_some_and(|v| v != "false") {
-                // --link only changes how BuildKit layers are rebased; same content here.
+            // --link only changes how BuildKit rebases layers: the content is the same here.
+            for f in ["exclude", "parents", "checksum", "keep-git-dir"] {
+                if flag(f).is_some() {
+                    return Err(err(format!(
+                        "{keyword} --{f} is not supported by rcompose's builder{}",
+                        if f == "exclude" {
+                            ": list the paths in .dockerignore instead"
+                        } else {
+                            ""
+                        }
+                    )));
+                }
             }
             Kind::Copy(CopySpec {
                 add: keyword == "ADD",
@@ -873,6 +883,10 @@ HEALTHCHECK --interval=5s --retries=3 CMD wget -q localhost
         assert!(parse("Dockerfile", "FROM a AS x\nFROM b AS x\n").is_err());
         assert!(parse("Dockerfile", "FROM a\nONBUILD FROM b\n").is_err());
         assert!(parse("Dockerfile", "FROM a\nRUN --mount=type=cache x\n").is_err());
+        let e = parse("Dockerfile", "FROM a\nCOPY --exclude=*.md . /app\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(".dockerignore"), "{e}");
     }
 
     #[test]
