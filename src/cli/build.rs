@@ -15,7 +15,7 @@ use runtime::image::Store;
 
 use crate::supervisor::build::{self, BuildOverrides};
 
-use super::global::GlobalArgs;
+use super::global::{GlobalArgs, Progress};
 use super::project::Ctx;
 
 #[derive(Debug, Clone, Args)]
@@ -107,8 +107,10 @@ pub fn build_services(
     overrides: &BuildOverrides,
     quiet: bool,
 ) -> Result<()> {
+    let quiet = quiet || g.progress == Progress::Quiet;
+    let json = g.progress == Progress::Json;
     for s in services {
-        if !quiet {
+        if !quiet && !json {
             eprintln!("Building {s}");
         }
         let started = std::time::Instant::now();
@@ -117,6 +119,31 @@ pub fn build_services(
                 return;
             }
             let mut err = std::io::stderr().lock();
+            if json {
+                let v = match &e {
+                    BuildEvent::Step {
+                        stage,
+                        step,
+                        total,
+                        instruction,
+                        cached,
+                    } => serde_json::json!({"service": s, "stage": stage, "step": step,
+                        "total": total, "instruction": instruction, "cached": cached}),
+                    BuildEvent::Output { line } => {
+                        serde_json::json!({"service": s, "output": line})
+                    }
+                    BuildEvent::Done {
+                        reference,
+                        id,
+                        steps,
+                        cached,
+                    } => serde_json::json!({
+                        "service": s, "image": reference, "id": id.to_string(),
+                        "steps": steps, "cached": cached}),
+                };
+                let _ = writeln!(err, "{v}");
+                return;
+            }
             let _ = match e {
                 BuildEvent::Step {
                     stage,
@@ -141,7 +168,7 @@ pub fn build_services(
             };
         };
         build::build_service(&g.root, project, s, overrides, &render)?;
-        if !quiet {
+        if !quiet && !json {
             eprintln!(
                 " ✔ Service {s}  Built  {:.1}s",
                 started.elapsed().as_secs_f64()
