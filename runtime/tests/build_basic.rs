@@ -367,3 +367,39 @@ fn onbuild_triggers_are_stored_and_run_by_the_child_build() {
     assert!(child.image.config.env.contains(&"CHILD=yes".to_string()));
     assert!(h.config_json(&child.image)["config"]["OnBuild"].is_null());
 }
+
+#[test]
+fn run_mounts_cache_bind_and_tmpfs_are_not_in_the_layer() {
+    let h = Harness::new();
+    h.file("data.txt", "v1\n");
+    let df = "FROM busybox:test\n\
+              RUN --mount=type=cache,target=/var/cache/app,id=app sh -c 'echo run >> /var/cache/app/log; wc -l < /var/cache/app/log > /count'\n\
+              RUN --mount=type=bind,source=data.txt,target=/mnt/data.txt cat /mnt/data.txt > /copied\n\
+              RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && ls /scratch\n";
+    let first = h.build(df, "mounts:v1").unwrap_or_else(|e| panic!("{e}"));
+    let check = "cat /count /copied; ls /var/cache/app /mnt/data.txt /scratch 2>&1 | grep -c 'No such file'";
+    let out = h.run(&first.image, &["sh", "-c", check]);
+    assert_eq!(
+        out.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["1", "v1", "3"],
+        "{}",
+        out.stderr
+    );
+    // The cache folder outlives the build: a rebuild sees what the first one left.
+    let mut opts = h.options(df, "mounts:v1");
+    opts.no_cache = true;
+    let second = h.build_with(&opts).unwrap_or_else(|e| panic!("{e}"));
+    let out = h.run(&second.image, &["cat", "/count"]);
+    assert_eq!(out.stdout.trim(), "2");
+    // A bound file's content is part of the key: changing it reruns that RUN on.
+    h.file("data.txt", "v2\n");
+    let third = h.build(df, "mounts:v1").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        h.ran(),
+        vec![
+            "RUN --mount=type=bind,source=data.txt,target=/mnt/data.txt cat /mnt/data.txt > /copied",
+            "RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && ls /scratch"
+        ]
+    );
+    assert_eq!(h.run(&third.image, &["cat", "/copied"]).stdout, "v2\n");
+}

@@ -658,8 +658,13 @@ impl Builder<'_> {
                 command,
                 script,
                 network,
+                mounts,
             } => {
                 layer = true;
+                // The mounts (and, for binds, their content) are part of the key; views of
+                // stages for `--mount=from=` stay mounted until the step is done.
+                let (mount_specs, mount_key, skip, _views) =
+                    self.run_mounts(st, ins, mounts, &env, done)?;
                 let argv = match script {
                     Some(s) => {
                         let mut v = st.shell.clone();
@@ -691,7 +696,7 @@ impl Builder<'_> {
                     run_env.push(DEFAULT_PATH.into());
                 }
                 step = format!(
-                    "RUN {} env={} user={:?} workdir={:?} net={net:?}",
+                    "RUN {} env={} user={:?} workdir={:?} net={net:?} mounts={mount_key}",
                     serde_json::to_string(&argv).unwrap_or_default(),
                     serde_json::to_string(&run_env).unwrap_or_default(),
                     st.config.user,
@@ -705,7 +710,7 @@ impl Builder<'_> {
                     }
                     None => {
                         self.emit_step(&st.label, &ins.text, false);
-                        let rec = self.run_step(st, ins, argv, run_env, net)?;
+                        let rec = self.run_step(st, ins, argv, run_env, net, mount_specs, &skip)?;
                         cache::put(self.store, &key, &Entry::Layer(rec.clone()));
                         rec
                     }
@@ -758,6 +763,178 @@ impl Builder<'_> {
     }
 
     /// One RUN: a container on the stage's layers; its upper dir becomes the layer.
+    /// `RUN --mount`s as container mounts: cache folders under `<root>/build-cache-mounts`,
+    /// read-only binds of the context (or a stage, named context or image), tmpfs. Returns the
+    /// mounts, their part of the cache key, the targets to leave out of the layer, and the
+    /// views to keep mounted while the step runs.
+    #[allow(clippy::type_complexity)]
+    fn run_mounts(
+        &self,
+        st: &StageState,
+        ins: &Instruction,
+        mounts: &[parser::RunMount],
+        env: &BTreeMap<String, String>,
+        done: &[Option<StageState>],
+    ) -> Result<(Vec<MountSpec>, String, Vec<String>, Vec<MergedView>), BuildError> {
+        use parser::RunMount;
+        let workdir = st.config.working_dir.clone().unwrap_or_else(|| "/".into());
+        let abs = |t: &str| -> Result<String, BuildError> {
+            let t = self.expand(ins, t, env)?;
+            let joined = if t.starts_with('/') {
+                t
+            } else {
+                format!("{workdir}/{t}")
+            };
+            Ok(clean(&joined))
+        };
+        let (mut specs, mut key, mut skip, mut views) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for m in mounts {
+            match m {
+                RunMount::Cache {
+                    target,
+                    id,
+                    uid,
+                    gid,
+                    mode,
+                    read_only,
+                } => {
+                    let t = abs(target)?;
+                    let cid = id.clone().unwrap_or_else(|| format!("/{t}"));
+                    let dir = self
+                        .runtime
+                        .state_root
+                        .join("build-cache-mounts")
+                        .join(&cache::chain("", &cid)[..16]);
+                    if !dir.exists() {
+                        let made = fs::create_dir_all(&dir)
+                            .and_then(|_| std::os::unix::fs::chown(&dir, *uid, *gid))
+                            .and_then(|_| {
+                                use std::os::unix::fs::PermissionsExt;
+                                fs::set_permissions(
+                                    &dir,
+                                    fs::Permissions::from_mode(mode.unwrap_or(0o755)),
+                                )
+                            });
+                        made.map_err(|e| {
+                            self.err(ins, format!("cache mount {}: {e}", dir.display()))
+                        })?;
+                    }
+                    key.push(format!("cache {t} {cid}"));
+                    specs.push(MountSpec::Bind {
+                        source: dir,
+                        target: format!("/{t}"),
+                        read_only: *read_only,
+                        propagation: None,
+                        create_host_path: false,
+                    });
+                    skip.push(t);
+                }
+                RunMount::Tmpfs { target, size } => {
+                    let t = abs(target)?;
+                    key.push(format!("tmpfs {t}"));
+                    specs.push(MountSpec::Tmpfs {
+                        target: format!("/{t}"),
+                        size: *size,
+                        mode: None,
+                    });
+                    skip.push(t);
+                }
+                RunMount::Bind {
+                    target,
+                    source,
+                    from,
+                } => {
+                    let t = abs(target)?;
+                    let (root, ignore): (PathBuf, Option<&Ignore>) = match from {
+                        None => (self.context.clone(), Some(&self.ignore)),
+                        Some(f) => {
+                            let f = self.expand(ins, f, env)?;
+                            let lower = f.to_ascii_lowercase();
+                            let stage = self
+                                .df
+                                .stages
+                                .iter()
+                                .position(|s| s.name.as_deref() == Some(lower.as_str()));
+                            let layers = match (stage, self.opts.contexts.get(&f)) {
+                                (Some(i), _) => done
+                                    .get(i)
+                                    .and_then(|s| s.as_ref())
+                                    .map(|s| s.layers.clone())
+                                    .ok_or_else(|| self.err(ins, format!("--mount from={f}: stage {f} must come before this one")))?,
+                                (None, Some(NamedContext::Dir(p))) => {
+                                    views.push(MergedView::new(std::slice::from_ref(p), p)
+                                        .map_err(|e| self.err(ins, format!("--mount from={f}: {e}")))?);
+                                    Vec::new()
+                                }
+                                (None, named) => {
+                                    let r = match named {
+                                        Some(NamedContext::Image(r)) => r.clone(),
+                                        _ => f.clone(),
+                                    };
+                                    let img = self
+                                        .store
+                                        .ensure(&r, PullPolicy::Missing, None, &|_| {})
+                                        .map_err(|e| self.err(ins, format!("--mount from={f}: {e}")))?;
+                                    self.store
+                                        .read_record(&img.id)?
+                                        .map(|r| r.layers)
+                                        .unwrap_or_default()
+                                }
+                            };
+                            if !layers.is_empty() {
+                                let mp = self.work.join(format!("{}.mount", unique_id()));
+                                views.push(
+                                    MergedView::new(&self.layer_dirs(&layers), &mp).map_err(
+                                        |e| self.err(ins, format!("--mount from={f}: {e}")),
+                                    )?,
+                                );
+                            }
+                            let root = views
+                                .last()
+                                .map(|v| v.root.clone())
+                                .unwrap_or_else(|| self.context.clone());
+                            (root, None)
+                        }
+                    };
+                    let src = Source {
+                        root: &root,
+                        ignore,
+                    };
+                    let word = self.expand(ins, source, env)?;
+                    let rel = src
+                        .resolve(&word)
+                        .map_err(|m| self.err(ins, format!("--mount source={m}")))?
+                        .remove(0);
+                    let path = src.path(&rel);
+                    let mut h = ContentHash::new();
+                    h.entry(&rel, &path)
+                        .map_err(|e| self.err(ins, format!("{}: {e}", path.display())))?;
+                    if path.is_dir() {
+                        for sub in src
+                            .walk(&rel)
+                            .map_err(|e| self.err(ins, format!("{rel}: {e}")))?
+                        {
+                            h.entry(&sub, &path.join(&sub))
+                                .map_err(|e| self.err(ins, format!("{sub}: {e}")))?;
+                        }
+                    }
+                    key.push(format!("bind {t} {}", h.finish()));
+                    specs.push(MountSpec::Bind {
+                        source: path,
+                        target: format!("/{t}"),
+                        read_only: true,
+                        propagation: None,
+                        create_host_path: false,
+                    });
+                    skip.push(t);
+                }
+            }
+        }
+        Ok((specs, key.join(";"), skip, views))
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn run_step(
         &mut self,
         st: &StageState,
@@ -765,6 +942,8 @@ impl Builder<'_> {
         argv: Vec<String>,
         env: Vec<String>,
         net: BuildNetwork,
+        extra_mounts: Vec<MountSpec>,
+        skip: &[String],
     ) -> Result<LayerRecord, BuildError> {
         let id = unique_id();
         let state_dir = self.runtime.state_root.join("build").join(&id);
@@ -796,6 +975,7 @@ impl Builder<'_> {
             }
             BuildNetwork::None => container::NamespaceSpec::default(),
         };
+        mounts.extend(extra_mounts);
         let spec = ContainerSpec {
             id: id.clone(),
             name: format!("build-step-{}", self.step),
@@ -876,7 +1056,7 @@ impl Builder<'_> {
         let write = || -> io::Result<usize> {
             let f = io::BufWriter::new(File::create(&tar_path)?);
             let mut t = LayerTar::new(f);
-            let n = layer::diff_upper(&state_dir.join("upper"), &mut t)?;
+            let n = layer::diff_upper(&state_dir.join("upper"), skip, &mut t)?;
             // A staging file the store copies: flushed, not synced.
             t.finish()?.into_inner().map_err(|e| e.into_error())?;
             Ok(n)

@@ -165,15 +165,22 @@ pub fn mtime(meta: &fs::Metadata) -> u64 {
 
 /// Write the changes recorded in an overlay upper dir as an OCI layer. Returns how many
 /// entries it wrote.
-pub fn diff_upper<W: Write>(upper: &Path, tar: &mut LayerTar<W>) -> io::Result<usize> {
+/// `skip`: paths (relative, clean) of `RUN --mount` targets: their mountpoints are not part
+/// of the layer.
+pub fn diff_upper<W: Write>(
+    upper: &Path,
+    skip: &[String],
+    tar: &mut LayerTar<W>,
+) -> io::Result<usize> {
     let mut count = 0;
-    walk_upper(upper, upper, tar, &mut count)?;
+    walk_upper(upper, upper, skip, tar, &mut count)?;
     Ok(count)
 }
 
 fn walk_upper<W: Write>(
     root: &Path,
     dir: &Path,
+    skip: &[String],
     tar: &mut LayerTar<W>,
     count: &mut usize,
 ) -> io::Result<()> {
@@ -187,7 +194,7 @@ fn walk_upper<W: Write>(
             .to_string_lossy()
             .into_owned();
         let meta = fs::symlink_metadata(&path)?;
-        if SKIP_DIRS.contains(&rel.as_str()) && meta.is_dir() {
+        if SKIP_DIRS.contains(&rel.as_str()) && meta.is_dir() || skip.contains(&rel) {
             continue;
         }
         if SKIP_EMPTY_FILES.contains(&rel.as_str()) && meta.is_file() && meta.len() == 0 {
@@ -211,7 +218,7 @@ fn walk_upper<W: Write>(
                     .append_data(&mut h, format!("{rel}/.wh..wh..opq"), io::empty())?;
                 *count += 1;
             }
-            walk_upper(root, &path, tar, count)?;
+            walk_upper(root, &path, skip, tar, count)?;
         }
     }
     Ok(())
@@ -363,7 +370,7 @@ mod tests {
         )
         .unwrap();
         let mut tar = LayerTar::new(Vec::new());
-        diff_upper(up, &mut tar).unwrap();
+        diff_upper(up, &[], &mut tar).unwrap();
         let bytes = tar.finish().unwrap();
         let mut a = tar::Archive::new(&bytes[..]);
         let names: Vec<String> = a

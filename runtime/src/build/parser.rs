@@ -106,6 +106,8 @@ pub enum Kind {
         /// `RUN <<EOF` with nothing else: the heredoc body is the script.
         script: Option<String>,
         network: Option<String>,
+        /// `--mount=type=cache|bind|tmpfs,...`
+        mounts: Vec<RunMount>,
     },
     Cmd(Command),
     Entrypoint(Command),
@@ -126,6 +128,90 @@ pub enum Kind {
     /// The trigger instruction, stored in the image config.
     Onbuild(String),
     Maintainer(String),
+}
+
+/// A `RUN --mount`: present while the command runs, never part of the layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunMount {
+    /// A folder kept between builds (package caches), shared by `id` (default: the target).
+    Cache {
+        target: String,
+        id: Option<String>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        mode: Option<u32>,
+        read_only: bool,
+    },
+    /// A file or folder of the context (or of a stage / named context with `from`),
+    /// read-only.
+    Bind {
+        target: String,
+        source: String,
+        from: Option<String>,
+    },
+    Tmpfs {
+        target: String,
+        size: Option<u64>,
+    },
+}
+
+/// Parse one `--mount` value (`type=cache,target=/root/.cache,id=pip`).
+fn parse_mount(v: &str) -> Result<RunMount, String> {
+    let mut kv: Vec<(String, String)> = Vec::new();
+    for part in v.split(',').filter(|p| !p.is_empty()) {
+        let (k, val) = part.split_once('=').unwrap_or((part, "true"));
+        kv.push((k.trim().to_ascii_lowercase(), val.trim().to_string()));
+    }
+    let get = |names: &[&str]| {
+        kv.iter()
+            .rev()
+            .find(|(k, _)| names.contains(&k.as_str()))
+            .map(|(_, v)| v.clone())
+    };
+    let truthy = |names: &[&str]| get(names).is_some_and(|v| v != "false");
+    let num = |name: &str, radix: u32| -> Result<Option<u32>, String> {
+        get(&[name])
+            .map(|s| {
+                u32::from_str_radix(&s, radix)
+                    .map_err(|_| format!("--mount {name}={s}: not a number"))
+            })
+            .transpose()
+    };
+    let kind = get(&["type"]).unwrap_or_else(|| "bind".into());
+    let target = get(&["target", "dst", "destination"]);
+    let need_target = || {
+        target
+            .clone()
+            .ok_or_else(|| format!("--mount type={kind} needs target=<path>"))
+    };
+    match kind.as_str() {
+        "cache" => Ok(RunMount::Cache {
+            target: need_target()?,
+            id: get(&["id"]),
+            uid: num("uid", 10)?,
+            gid: num("gid", 10)?,
+            mode: num("mode", 8)?,
+            read_only: truthy(&["ro", "readonly"]),
+        }),
+        "bind" => {
+            if truthy(&["rw", "readwrite"]) {
+                return Err("--mount type=bind,rw is not supported (binds are read-only here)".into());
+            }
+            Ok(RunMount::Bind {
+                target: need_target()?,
+                source: get(&["source", "src"]).unwrap_or_else(|| ".".into()),
+                from: get(&["from"]),
+            })
+        }
+        "tmpfs" => Ok(RunMount::Tmpfs {
+            target: need_target()?,
+            size: get(&["size"]).and_then(|s| s.parse().ok()),
+        }),
+        "secret" | "ssh" => Err(format!(
+            "--mount type={kind} is not supported by rcompose's builder (no build secrets or ssh forwarding)"
+        )),
+        other => Err(format!("--mount type={other}: expected cache, bind or tmpfs")),
+    }
 }
 
 /// COPY and ADD.
@@ -467,10 +553,16 @@ fn parse_instruction(file: &str, l: &Logical, escape: char) -> Result<Instructio
         }
         "RUN" => {
             need_args("a command")?;
-            if flag("mount").is_some() || flag("security").is_some() {
+            if flag("security").is_some() {
                 return Err(err(
-                    "RUN --mount and --security are BuildKit features rcompose does not support: remove them (copy what you need with COPY)".into(),
+                    "RUN --security is not supported by rcompose's builder: remove it".into(),
                 ));
+            }
+            let mut mounts = Vec::new();
+            for (k, v) in &flags {
+                if k == "mount" {
+                    mounts.push(parse_mount(v).map_err(err)?);
+                }
             }
             let script = match (body.trim(), l.heredocs.as_slice()) {
                 (b, [(word, content)])
@@ -499,6 +591,7 @@ fn parse_instruction(file: &str, l: &Logical, escape: char) -> Result<Instructio
                 command,
                 script,
                 network: flag("network"),
+                mounts,
             }
         }
         "CMD" => {
@@ -770,7 +863,8 @@ HEALTHCHECK --interval=5s --retries=3 CMD wget -q localhost
             Kind::Run {
                 command: Command::Shell("echo one     two".into()),
                 script: None,
-                network: None
+                network: None,
+                mounts: vec![]
             }
         );
         assert_eq!(
@@ -840,7 +934,8 @@ HEALTHCHECK --interval=5s --retries=3 CMD wget -q localhost
             Kind::Run {
                 command: Command::Shell("echo C:\\dir   more".into()),
                 script: None,
-                network: None
+                network: None,
+                mounts: vec![]
             }
         );
     }
@@ -882,7 +977,38 @@ HEALTHCHECK --interval=5s --retries=3 CMD wget -q localhost
         assert!(parse("Dockerfile", "FROM a\nCOPY onlyone\n").is_err());
         assert!(parse("Dockerfile", "FROM a AS x\nFROM b AS x\n").is_err());
         assert!(parse("Dockerfile", "FROM a\nONBUILD FROM b\n").is_err());
+        assert!(parse("Dockerfile", "FROM a\nRUN --mount=type=secret,id=x x\n").is_err());
         assert!(parse("Dockerfile", "FROM a\nRUN --mount=type=cache x\n").is_err());
+        let df = p("FROM a\nRUN --mount=type=cache,target=/root/.cache,id=pip,uid=1000,mode=0700 \\\n    --mount=type=bind,source=go.sum,target=go.sum,from=base \\\n    --mount=type=tmpfs,dst=/t go build\n");
+        let Kind::Run {
+            mounts, command, ..
+        } = &df.stages[0].instructions[0].kind
+        else {
+            panic!()
+        };
+        assert_eq!(command, &Command::Shell("go build".into()));
+        assert_eq!(
+            mounts,
+            &vec![
+                RunMount::Cache {
+                    target: "/root/.cache".into(),
+                    id: Some("pip".into()),
+                    uid: Some(1000),
+                    gid: None,
+                    mode: Some(0o700),
+                    read_only: false
+                },
+                RunMount::Bind {
+                    target: "go.sum".into(),
+                    source: "go.sum".into(),
+                    from: Some("base".into())
+                },
+                RunMount::Tmpfs {
+                    target: "/t".into(),
+                    size: None
+                }
+            ]
+        );
         let e = parse("Dockerfile", "FROM a\nCOPY --exclude=*.md . /app\n")
             .unwrap_err()
             .to_string();
