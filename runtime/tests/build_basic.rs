@@ -403,3 +403,65 @@ fn run_mounts_cache_bind_and_tmpfs_are_not_in_the_layer() {
     );
     assert_eq!(h.run(&third.image, &["cat", "/copied"]).stdout, "v2\n");
 }
+
+#[test]
+fn metadata_instructions_follow_docker_rules() {
+    let h = Harness::new();
+    h.build(
+        "FROM busybox:test\nCMD [\"base-cmd\"]\nENV A=1\n",
+        "meta/base:1",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let built = h
+        .build(
+            "ARG TAG=1\n\
+             FROM meta/base:${TAG}\n\
+             ENTRYPOINT [\"/bin/app\"]\n\
+             ENV A=2 B=$A\n\
+             ENV C=${B:-none}\n\
+             WORKDIR /srv\n\
+             WORKDIR data\n\
+             EXPOSE 8000-8002/udp 80\n\
+             VOLUME [\"/data\", \"/cache\"]\n\
+             STOPSIGNAL SIGQUIT\n\
+             SHELL [\"/bin/sh\", \"-ec\"]\n\
+             HEALTHCHECK --interval=5s --timeout=2s --retries=4 CMD [\"/bin/check\"]\n\
+             LABEL \"com.example.vendor\"=\"ACME Inc\" version=1.0\n",
+            "meta/child:1",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let c = &built.image.config;
+    assert_eq!(c.entrypoint, Some(vec!["/bin/app".to_string()]));
+    assert_eq!(c.cmd, None, "ENTRYPOINT drops the inherited CMD");
+    assert!(c.env.contains(&"A=2".to_string()));
+    assert!(
+        c.env.contains(&"B=1".to_string()),
+        "B sees A from before: {:?}",
+        c.env
+    );
+    assert!(c.env.contains(&"C=1".to_string()));
+    assert_eq!(c.working_dir.as_deref(), Some("/srv/data"));
+    assert_eq!(
+        c.exposed_ports,
+        vec!["80/tcp", "8000/udp", "8001/udp", "8002/udp"]
+    );
+    assert_eq!(c.volumes, vec!["/cache", "/data"]);
+    assert_eq!(c.stop_signal.as_deref(), Some("SIGQUIT"));
+    let hc = c.healthcheck.as_ref().unwrap();
+    assert_eq!(hc.test, vec!["CMD", "/bin/check"]);
+    assert_eq!(hc.interval, Some(std::time::Duration::from_secs(5)));
+    assert_eq!(hc.retries, Some(4));
+    assert_eq!(
+        c.labels,
+        labels(&[("com.example.vendor", "ACME Inc"), ("version", "1.0")])
+    );
+    let cfg = h.config_json(&built.image);
+    assert_eq!(
+        cfg["config"]["Shell"],
+        serde_json::json!(["/bin/sh", "-ec"])
+    );
+    // Metadata steps add history entries without layers.
+    let hist = cfg["history"].as_array().unwrap();
+    assert!(hist.iter().filter(|e| e["empty_layer"] == true).count() >= 10);
+    assert_eq!(built.image.diff_ids.len(), 1);
+}
