@@ -86,14 +86,86 @@ pub struct RmArgs {
     /// Images (name or ID)
     #[arg(required = true)]
     pub images: Vec<String>,
+    /// Force removal of an image only stopped containers use (they cannot start again)
+    #[arg(short = 'f', long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
+    /// Remove all images no container uses, not just unnamed ones
+    #[arg(short = 'a', long)]
+    pub all: bool,
     /// Do not prompt for confirmation (accepted for Docker compatibility; never prompts).
     /// No `-f`: that is the global compose-file flag.
     #[arg(long)]
     pub force: bool,
+}
+
+/// A container on this machine (any project under the root, one-offs too) and whether it
+/// runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageUser {
+    pub container: String,
+    pub running: bool,
+}
+
+/// Every container under the root that runs `img`: the image its reference names, when that
+/// is what it runs, else the image made of its layers.
+pub fn image_users(
+    global: &GlobalArgs,
+    store: &runtime::image::Store,
+    img: &runtime::image::Image,
+) -> Vec<ImageUser> {
+    use crate::supervisor::state::{pid_alive, ContainerStatus, ProjectPaths, StateStore};
+    let mut users = Vec::new();
+    let Ok(projects) = std::fs::read_dir(global.root.join("projects")) else {
+        return users;
+    };
+    for p in projects.flatten() {
+        let name = p.file_name().to_string_lossy().into_owned();
+        let main = ProjectPaths::new(&global.root, &global.run_dir, &name);
+        let mut all = vec![main.clone()];
+        if let Ok(oneoffs) = std::fs::read_dir(main.oneoff_root()) {
+            all.extend(
+                oneoffs
+                    .flatten()
+                    .map(|o| main.oneoff(&o.file_name().to_string_lossy())),
+            );
+        }
+        for paths in all {
+            let Ok(Some(st)) = StateStore::new(paths.clone()).load() else {
+                continue;
+            };
+            for c in st.containers.values() {
+                let lower =
+                    runtime::container::Created::load(&paths.container_dir(&c.name).join("rt"))
+                        .ok()
+                        .map(|h| h.spec.lower_dirs);
+                let by_ref = store.get(&c.image).ok().flatten();
+                let uses = match (lower, by_ref) {
+                    // Its reference still names what it runs: by image ID (images built from
+                    // the same layers share them, and may go while another uses them).
+                    (Some(l), Some(r)) if r.layers == l => r.id == img.id,
+                    // Retagged or removed since: by its layers.
+                    (Some(l), _) => l == img.layers,
+                    (None, Some(r)) => r.id == img.id,
+                    (None, None) => false,
+                };
+                if uses {
+                    users.push(ImageUser {
+                        container: c.name.clone(),
+                        running: matches!(
+                            c.status,
+                            ContainerStatus::Running | ContainerStatus::Paused
+                        ) && c.pid.is_some_and(|pid| pid_alive(pid, c.pid_start)),
+                    });
+                }
+            }
+        }
+    }
+    users.sort_by(|a, b| a.container.cmp(&b.container));
+    users
 }
 
 #[derive(Debug, Args)]
@@ -148,8 +220,32 @@ pub fn run(global: &GlobalArgs, args: ImageArgs) -> anyhow::Result<ExitCode> {
         ImageCommand::Inspect(a) => inspect(global, a),
         ImageCommand::Pull(a) => pull(global, a),
         ImageCommand::Rm(a) => rm(global, a),
-        ImageCommand::Prune(_) => {
+        ImageCommand::Prune(a) => {
             let store = open_store(global, &[])?;
+            if a.all {
+                // Every named image no container uses; the others are kept and said so.
+                for img in store.list()? {
+                    let users = image_users(global, &store, &img);
+                    let name = img.reference.familiar();
+                    if users.is_empty() {
+                        for n in store.remove(&img.reference.to_string())? {
+                            let short = runtime::image::Reference::parse(&n)
+                                .map(|r| r.familiar())
+                                .unwrap_or(n);
+                            println!("untagged: {short}");
+                        }
+                    } else {
+                        eprintln!(
+                            "kept {name}: used by container {}",
+                            users
+                                .iter()
+                                .map(|u| u.container.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        );
+                    }
+                }
+            }
             let r = store.prune()?;
             for id in &r.images {
                 println!("deleted: {id}");
@@ -299,6 +395,65 @@ fn rm(global: &GlobalArgs, a: RmArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(global, &[])?;
     let mut failed = false;
     for name in &a.images {
+        let img = match store.get(name) {
+            Ok(Some(i)) => i,
+            Ok(None) => {
+                eprintln!("rcompose: no such image: {name}");
+                failed = true;
+                continue;
+            }
+            Err(e) => {
+                eprintln!("rcompose: {e}");
+                failed = true;
+                continue;
+            }
+        };
+        // Removing one of several names of an image leaves it (and its layers) in place.
+        let by_id = name.starts_with("sha256:")
+            || (name.len() >= 4 && img.id.hex().starts_with(name.as_str()));
+        let other_names = store
+            .list()
+            .map(|l| {
+                l.iter()
+                    .filter(|i| i.id == img.id && i.reference != img.reference)
+                    .count()
+            })
+            .unwrap_or(0);
+        let users = if by_id || other_names == 0 {
+            image_users(global, &store, &img)
+        } else {
+            Vec::new()
+        };
+        let list = |only_running: bool| {
+            users
+                .iter()
+                .filter(|u| !only_running || u.running)
+                .map(|u| u.container.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if users.iter().any(|u| u.running) {
+            eprintln!(
+                "rcompose: conflict: unable to remove image {name} (cannot be forced): it is used by running container {}",
+                list(true)
+            );
+            failed = true;
+            continue;
+        }
+        if !users.is_empty() && !a.force {
+            eprintln!(
+                "rcompose: conflict: unable to remove image {name} (must be forced): it is used by stopped container {}",
+                list(false)
+            );
+            failed = true;
+            continue;
+        }
+        if !users.is_empty() {
+            eprintln!(
+                "warning: container {} will not start again without image {name}",
+                list(false)
+            );
+        }
         match store.remove(name) {
             Ok(names) => {
                 for n in names {

@@ -55,41 +55,6 @@ pub struct LsArgs {
     pub quiet: bool,
 }
 
-/// `rcompose stats`
-#[derive(Debug, Clone, Args)]
-pub struct StatsArgs {
-    /// Show all containers (default shows just running)
-    #[arg(short = 'a', long)]
-    pub all: bool,
-    /// Format output: table or json
-    #[arg(long, default_value = "table")]
-    pub format: String,
-    /// Disable streaming stats and only pull the first result
-    #[arg(long)]
-    pub no_stream: bool,
-    /// Do not truncate output
-    #[arg(long)]
-    pub no_trunc: bool,
-    /// Services (default: all)
-    pub services: Vec<String>,
-}
-
-/// `rcompose events`
-#[derive(Debug, Clone, Args)]
-pub struct EventsArgs {
-    /// Output events as a stream of json objects
-    #[arg(long)]
-    pub json: bool,
-    /// Show all events created since timestamp
-    #[arg(long)]
-    pub since: Option<String>,
-    /// Stream events until this timestamp
-    #[arg(long)]
-    pub until: Option<String>,
-    /// Services (default: all)
-    pub services: Vec<String>,
-}
-
 /// `rcompose attach`
 #[derive(Debug, Clone, Args)]
 pub struct AttachArgs {
@@ -157,16 +122,12 @@ pub struct CompletionArgs {
 }
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use runtime::container as rt;
 use runtime::image as img;
 use serde_json::json;
 
-use crate::supervisor::api::Line;
-use crate::supervisor::daemon;
-use crate::supervisor::ops::Request;
 use crate::supervisor::state::{
     list_projects, pid_alive, ContainerStatus, ProjectState, StateStore,
 };
@@ -378,93 +339,14 @@ pub fn ls(g: &GlobalArgs, a: LsArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `rcompose stats`: CPU, memory and pids from the cgroups.
-pub fn stats(g: &GlobalArgs, a: StatsArgs) -> Result<ExitCode> {
-    let ctx = Ctx::without_project(g)?;
-    loop {
-        let st = running_state(&ctx)?;
-        let mut rows = Vec::new();
-        for c in st.containers.values().filter(|c| {
-            (a.all || c.status == ContainerStatus::Running)
-                && (a.services.is_empty() || a.services.contains(&c.service))
-        }) {
-            let Ok(h) = handle(&ctx, &c.name) else {
-                continue;
-            };
-            let s = h.stats().ok();
-            let v = serde_json::to_value(&s).unwrap_or_default();
-            let mem = v.get("memory_usage").and_then(|x| x.as_u64()).unwrap_or(0);
-            let limit = v.get("memory_limit").and_then(|x| x.as_u64()).unwrap_or(0);
-            let pids = v.get("pids").and_then(|x| x.as_u64()).unwrap_or(0);
-            let cpu = v.get("cpu_usage_ns").and_then(|x| x.as_u64()).unwrap_or(0);
-            if a.format == "json" {
-                println!(
-                    "{}",
-                    json!({"Name": c.name, "ID": c.name, "CPUTime": cpu, "MemUsage": mem, "MemLimit": limit, "PIDs": pids})
-                );
-            } else {
-                rows.push(vec![
-                    c.name.clone(),
-                    format!("{:.2}s", cpu as f64 / 1e9),
-                    format!(
-                        "{:.1}MiB / {:.1}MiB",
-                        mem as f64 / 1048576.0,
-                        limit as f64 / 1048576.0
-                    ),
-                    pids.to_string(),
-                ]);
-            }
-        }
-        if a.format != "json" {
-            print!(
-                "{}",
-                table(&["NAME", "CPU TIME", "MEM USAGE / LIMIT", "PIDS"], &rows)
-            );
-        }
-        if a.no_stream {
-            return Ok(ExitCode::SUCCESS);
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    }
-}
-
-/// `rcompose events`: from the running supervisor.
-pub fn events(g: &GlobalArgs, a: EventsArgs) -> Result<ExitCode> {
-    let ctx = Ctx::without_project(g)?;
-    if !daemon::running(&ctx.paths) {
-        bail!(
-            "no supervisor runs for project {} (events come from the supervisor of a running project)",
-            ctx.name
-        );
-    }
-    daemon::call(&ctx.paths, &Request::Events, &mut |l| {
-        if let Line::Event(e) = l {
-            if a.json {
-                println!(
-                    "{}",
-                    json!({"time": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-                        "type": "container", "action": e.status.to_lowercase(), "id": e.name, "service": e.name})
-                );
-            } else {
-                println!(
-                    "{} {} {} {}",
-                    humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
-                    e.resource.as_str().to_lowercase(),
-                    e.status.to_lowercase(),
-                    e.name
-                );
-            }
-        }
-    })?;
-    Ok(ExitCode::SUCCESS)
-}
-
 /// `rcompose pull`: the images of the project's services.
 pub fn pull(g: &GlobalArgs, a: PullArgs) -> Result<ExitCode> {
     let ctx = Ctx::with_project(g, &a.services)?;
     let project = ctx.project.as_ref().expect("loaded");
     let store = img::Store::open(&g.root)?;
     let policy = img::PullPolicy::parse(a.policy.as_deref().unwrap_or("always"))?;
+    // Per-layer progress: bars on a terminal, a line per layer otherwise.
+    let renderer = super::image::Renderer::new(a.quiet);
     let mut failed = false;
     for (name, svc) in &project.services {
         if !a.services.is_empty() && !a.services.contains(name) {
@@ -474,7 +356,7 @@ pub fn pull(g: &GlobalArgs, a: PullArgs) -> Result<ExitCode> {
         if !a.quiet {
             eprintln!(" Image {reference}  Pulling");
         }
-        match store.ensure(&reference, policy, None, &|_| {}) {
+        match store.ensure(&reference, policy, None, &|e| renderer.event(e)) {
             Ok(_) => {
                 if !a.quiet {
                     eprintln!(" Image {reference}  Pulled");
@@ -494,9 +376,14 @@ pub fn pull(g: &GlobalArgs, a: PullArgs) -> Result<ExitCode> {
     })
 }
 
-/// `rcompose attach`: the container's output as it comes (**Δ** no standard input: the
-/// container's stdio are log pipes owned by its supervisor), until it exits.
+/// `rcompose attach`: the container's output as it comes, and (unless `--no-stdin`) this
+/// terminal's input into the container's standard input through the supervisor's relay
+/// (containers with `stdin_open: true` or `tty: true`); `--detach-keys` (default ctrl-p
+/// ctrl-q) detaches, `--sig-proxy` (default on, not with a tty) passes signals on. Exits with
+/// the container's exit code, or 0 after detaching.
 pub fn attach(g: &GlobalArgs, a: AttachArgs) -> Result<ExitCode> {
+    use std::io::IsTerminal;
+    use std::sync::atomic::{AtomicBool, Ordering};
     let ctx = Ctx::without_project(g)?;
     let st = running_state(&ctx)?;
     let Some(c) = st
@@ -510,8 +397,39 @@ pub fn attach(g: &GlobalArgs, a: AttachArgs) -> Result<ExitCode> {
     if c.status != ContainerStatus::Running {
         bail!("container {} is not running", c.name);
     }
+    let keys = super::detach::parse_keys(
+        a.detach_keys
+            .as_deref()
+            .unwrap_or(super::detach::DEFAULT_KEYS),
+    )?;
+    let tty = handle(&ctx, &c.name).is_ok_and(|h| h.spec.process.tty);
+    let detached = std::sync::Arc::new(AtomicBool::new(false));
+    let mut raw = None;
+    if !a.no_stdin {
+        let sock = crate::supervisor::stdin::socket_path(&ctx.paths, &c.name);
+        match super::detach::input_target(&sock, c.pid) {
+            Some(target) => {
+                if tty && std::io::stdin().is_terminal() {
+                    raw = Some(super::tty::RawMode::enter()?);
+                }
+                super::detach::forward_stdin(target, keys, detached.clone())
+                    .with_context(|| format!("container {}: forwarding input", c.name))?;
+            }
+            None if std::io::stdin().is_terminal() => eprintln!(
+                "container {} keeps no standard input open (stdin_open: true or tty: true): input is not forwarded",
+                c.name
+            ),
+            None => {}
+        }
+    }
+    if a.sig_proxy && !tty {
+        if let Some(pid) = c.pid {
+            super::detach::proxy_signals(pid)?;
+        }
+    }
     let name = c.name.clone();
     let mut printer = super::attach::Printer::new(false, false, false);
+    let mut last = None;
     super::attach::follow(
         &ctx.paths,
         &mut printer,
@@ -519,14 +437,32 @@ pub fn attach(g: &GlobalArgs, a: AttachArgs) -> Result<ExitCode> {
         false,
         None,
         &mut |st| {
-            st.containers.get(&c.name).is_none_or(|r| {
-                r.status == ContainerStatus::Exited
-                    || !r.pid.is_some_and(|p| pid_alive(p, r.pid_start))
-            })
+            let rec = st.containers.get(&c.name);
+            last = rec.cloned();
+            detached.load(Ordering::SeqCst)
+                || rec.is_none_or(|r| {
+                    r.status == ContainerStatus::Exited
+                        || !r.pid.is_some_and(|p| pid_alive(p, r.pid_start))
+                })
         },
         &mut |_, _| {},
     );
-    Ok(ExitCode::SUCCESS)
+    drop(raw);
+    if detached.load(Ordering::SeqCst) {
+        eprintln!("read escape sequence");
+        return Ok(ExitCode::SUCCESS);
+    }
+    // The exit code is recorded once the supervisor reaped the container.
+    let mut code = last.as_ref().and_then(|r| r.exit_code);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while code.is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        code = ctx
+            .state()
+            .ok()
+            .and_then(|s| s.containers.get(&c.name).and_then(|r| r.exit_code));
+    }
+    Ok(super::project::exit(code.unwrap_or(0)))
 }
 
 /// `rcompose cp`: copy between a container and the host by running `tar` in the container

@@ -8,8 +8,11 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 pub mod attach;
 pub mod build;
+pub mod commit;
 pub mod config;
+pub mod detach;
 pub mod down;
+pub mod events;
 pub mod exec;
 pub mod global;
 pub mod image;
@@ -19,8 +22,11 @@ pub mod logs;
 pub mod network;
 pub mod project;
 pub mod ps;
+pub mod push;
 pub mod render;
 pub mod run;
+pub mod scale;
+pub mod stats;
 pub mod tty;
 pub mod up;
 pub mod up_run;
@@ -85,9 +91,9 @@ pub enum Command {
     /// List running compose projects
     Ls(inspect::LsArgs),
     /// Display a live stream of container(s) resource usage statistics
-    Stats(inspect::StatsArgs),
+    Stats(stats::StatsArgs),
     /// Receive real time events from containers
-    Events(inspect::EventsArgs),
+    Events(events::EventsArgs),
     /// Attach local standard input, output, and error streams to a service's running container
     Attach(inspect::AttachArgs),
     /// Copy files/folders between a service container and the local filesystem
@@ -102,6 +108,16 @@ pub enum Command {
     Network(network::NetworkArgs),
     /// Manage volumes: ls, inspect, rm, prune
     Volume(volume::VolumeArgs),
+    /// List volumes
+    Volumes(volume::VolumesArgs),
+    /// Push service images
+    Push(push::PushArgs),
+    /// Scale services
+    Scale(scale::ScaleArgs),
+    /// Export a service container's filesystem as a tar archive
+    Export(commit::ExportArgs),
+    /// Create a new image from a service container's changes
+    Commit(commit::CommitArgs),
     /// Show the rcompose version information
     Version(version::VersionArgs),
 }
@@ -132,6 +148,11 @@ pub fn main() -> ExitCode {
         Command::Image(args) => image::run(g, args),
         Command::Network(args) => network::run(g, args),
         Command::Volume(args) => volume::run(g, args),
+        Command::Volumes(a) => volume::project_volumes(g, a),
+        Command::Scale(a) => scale::run(g, a),
+        Command::Push(a) => push::run(g, a),
+        Command::Export(a) => commit::export(g, a),
+        Command::Commit(a) => commit::commit(g, a),
         Command::Up(a) => up_run::up(g, a),
         Command::Down(a) => up_run::down(g, a),
         Command::Create(a) => up_run::create(g, a),
@@ -150,8 +171,8 @@ pub fn main() -> ExitCode {
         Command::Port(a) => inspect::port(g, a),
         Command::Images(a) => inspect::images(g, a),
         Command::Ls(a) => inspect::ls(g, a),
-        Command::Stats(a) => inspect::stats(g, a),
-        Command::Events(a) => inspect::events(g, a),
+        Command::Stats(a) => stats::run(g, a),
+        Command::Events(a) => events::run(g, a),
         Command::Pull(a) => inspect::pull(g, a),
         Command::Completion(args) => {
             let mut cmd = Cli::command();

@@ -109,15 +109,15 @@ fn dup(fd: impl AsFd) -> Result<OwnedFd> {
 /// dependencies started first (through the project's supervisor), attached to this terminal;
 /// the exit code is passed through.
 pub fn run(g: &GlobalArgs, a: RunArgs) -> Result<ExitCode> {
-    if !a.publish.is_empty() || !a.volume.is_empty() {
-        bail!("run: -p and -v are not supported yet (use --service-ports, or volumes in the compose file)");
-    }
     let ctx = Ctx::with_project(g, std::slice::from_ref(&a.service))?;
     super::build::before_start(g, &ctx, std::slice::from_ref(&a.service), a.build, false)?;
-    let project = ctx.project.clone().expect("loaded");
-    let Some(svc) = project.services.get(&a.service) else {
+    let mut project = ctx.project.clone().expect("loaded");
+    let Some(svc) = project.services.get_mut(&a.service) else {
         bail!("no such service: {}", a.service);
     };
+    let cwd = std::env::current_dir().context("current directory")?;
+    apply_overrides(svc, &a, &cwd)?;
+    let svc = &project.services[&a.service];
     let sink = ProgressSink::new(g, a.quiet);
     let deps: Vec<String> = svc
         .depends_on
@@ -145,6 +145,18 @@ pub fn run(g: &GlobalArgs, a: RunArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| naming::oneoff_name(&ctx.name, &a.service, &naming::short_id()));
     let engine = Engine::open(ctx.paths.oneoff(&name), false)?;
     engine.set_project(project.clone());
+    // The one-off's own image, by `--pull` (default: pull when missing); a service with
+    // `build:` whose image is here was built locally: nothing to pull.
+    {
+        use crate::supervisor::backend::ImageBackend;
+        let image = spec::image_ref(&project, svc);
+        let built = svc.build.is_some() && engine.present(&image);
+        let policy = a.pull.as_deref().unwrap_or("missing");
+        if let Err(e) = (!built).then(|| engine.pull(&image, policy)).transpose() {
+            let _ = engine.forget_if_empty();
+            return Err(anyhow::Error::new(e).context(format!("service {}", a.service)));
+        }
+    }
     // The service's networks, when no running stack made them yet: this one-off owns them.
     let nets = network::Networks::new(&g.root);
     for key in spec::service_networks(svc) {
@@ -206,7 +218,7 @@ pub fn run(g: &GlobalArgs, a: RunArgs) -> Result<ExitCode> {
         // /dev/console) fails for a pty of the host's devpts (EINVAL), so it is not asked for.
         tty: false,
         stdin: a.interactive && !a.detach,
-        publish: a.service_ports,
+        publish: a.service_ports || !a.publish.is_empty(),
         stdio: Some(stdio),
     });
     let teardown = |engine: &std::sync::Arc<Engine>| {
@@ -265,4 +277,180 @@ pub fn run(g: &GlobalArgs, a: RunArgs) -> Result<ExitCode> {
         let _ = engine.stop_container(&name, Duration::ZERO, false);
     }
     Ok(exit(code))
+}
+
+/// Apply `run`'s flags that change the service itself: `-p` (instead of the service's ports,
+/// or added to them with `--service-ports`), `-v` (added to its volumes; a relative bind
+/// source resolves against `cwd`), `--cap-add`, `--cap-drop`, `-l`, and the network aliases
+/// the one-off keeps only with `--use-aliases`.
+pub fn apply_overrides(
+    svc: &mut compose::Service,
+    a: &RunArgs,
+    cwd: &std::path::Path,
+) -> Result<()> {
+    let mut ports = if a.service_ports {
+        svc.ports.clone().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    for p in &a.publish {
+        let parsed =
+            compose::normalize::parse_port(p).map_err(|e| anyhow::anyhow!("-p {p}: {e}"))?;
+        ports.extend(parsed.into_iter().map(|sp| compose::model::Port {
+            host_ip: sp.host_ip,
+            target: sp.target,
+            published: sp.published,
+            protocol: Some(sp.protocol),
+            mode: Some("ingress".into()),
+            ..Default::default()
+        }));
+    }
+    svc.ports = (!ports.is_empty()).then_some(ports);
+    for v in &a.volume {
+        let vol = parse_volume(v, cwd)?;
+        let vols = svc.volumes.get_or_insert_with(Vec::new);
+        // A `-v` on a target the service already mounts replaces that mount.
+        vols.retain(|x| x.target != vol.target);
+        vols.push(vol);
+    }
+    if !a.cap_add.is_empty() {
+        svc.cap_add
+            .get_or_insert_with(Vec::new)
+            .extend(a.cap_add.iter().cloned());
+    }
+    if !a.cap_drop.is_empty() {
+        svc.cap_drop
+            .get_or_insert_with(Vec::new)
+            .extend(a.cap_drop.iter().cloned());
+    }
+    for l in &a.label {
+        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+        svc.labels
+            .get_or_insert_with(Default::default)
+            .insert(k.to_string(), v.to_string());
+    }
+    if !a.use_aliases {
+        for n in svc
+            .networks
+            .iter_mut()
+            .flat_map(|m| m.values_mut())
+            .flatten()
+        {
+            n.aliases = None;
+        }
+    }
+    Ok(())
+}
+
+/// `-v [SOURCE:]TARGET[:MODE]` as a service volume (the compose short syntax: a source
+/// starting with `.`, `/` or `~` is a bind mount, else a named volume).
+fn parse_volume(text: &str, cwd: &std::path::Path) -> Result<compose::model::ServiceVolume> {
+    let parts: Vec<&str> = text.split(':').collect();
+    if parts.iter().any(|p| p.is_empty()) || parts.len() > 3 {
+        bail!("-v {text}: invalid volume: expected [SOURCE:]TARGET[:MODE]");
+    }
+    let (source, target, mode) = match parts.as_slice() {
+        [t] => (None, *t, None),
+        [s, t] => (Some(*s), *t, None),
+        [s, t, m] => (Some(*s), *t, Some(*m)),
+        _ => unreachable!("checked above"),
+    };
+    if !target.starts_with('/') {
+        bail!("-v {text}: invalid volume: the target {target:?} is not an absolute path");
+    }
+    let mut v = compose::model::ServiceVolume {
+        target: Some(target.to_string()),
+        ..Default::default()
+    };
+    for m in mode.into_iter().flat_map(|m| m.split(',')) {
+        match m {
+            "ro" => v.read_only = Some(true),
+            "rw" | "z" | "Z" | "consistent" | "cached" | "delegated" => {}
+            "nocopy" => {
+                v.volume.get_or_insert_with(Default::default).nocopy = Some(true);
+            }
+            other => bail!("-v {text}: unknown volume option {other:?}: expected ro, rw or nocopy"),
+        }
+    }
+    match source {
+        Some(s) if s.starts_with(['.', '/', '~']) => {
+            let path = if let Some(rest) = s.strip_prefix("~/") {
+                std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(rest)
+            } else {
+                cwd.join(s)
+            };
+            v.kind = "bind".into();
+            v.source = Some(path.to_string_lossy().into_owned());
+        }
+        other => {
+            v.kind = "volume".into();
+            v.source = other.map(str::to_string);
+        }
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn args(extra: &[&str]) -> RunArgs {
+        let mut v = vec!["t"];
+        v.extend_from_slice(extra);
+        T::parse_from(v).run
+    }
+
+    #[test]
+    fn publish_replaces_the_service_ports_unless_service_ports() {
+        let mut svc = compose::Service {
+            ports: Some(vec![compose::model::Port {
+                target: 80,
+                published: Some("8080".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        let a = args(&["-p", "127.0.0.1:9000-9001:90-91/udp", "web"]);
+        apply_overrides(&mut svc, &a, std::path::Path::new("/w")).unwrap();
+        let ports = svc.ports.clone().unwrap();
+        assert_eq!(ports.len(), 2);
+        assert_eq!(ports[1].target, 91);
+        assert_eq!(ports[1].published.as_deref(), Some("9001"));
+        assert_eq!(ports[1].host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(ports[1].protocol.as_deref(), Some("udp"));
+        let mut svc2 = compose::Service {
+            ports: Some(vec![compose::model::Port {
+                target: 80,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        let a = args(&["-P", "-p", "5000", "web"]);
+        apply_overrides(&mut svc2, &a, std::path::Path::new("/w")).unwrap();
+        assert_eq!(svc2.ports.unwrap().len(), 2);
+    }
+
+    #[test]
+    fn volumes_follow_the_short_syntax() {
+        let cwd = std::path::Path::new("/w");
+        let v = parse_volume("./data:/data:ro", cwd).unwrap();
+        assert_eq!(v.kind, "bind");
+        assert_eq!(v.source.as_deref(), Some("/w/./data"));
+        assert_eq!(v.read_only, Some(true));
+        let v = parse_volume("cache:/cache", cwd).unwrap();
+        assert_eq!(v.kind, "volume");
+        assert_eq!(v.source.as_deref(), Some("cache"));
+        let v = parse_volume("/anon", cwd).unwrap();
+        assert_eq!((v.kind.as_str(), v.source), ("volume", None));
+        assert!(parse_volume("a:b", cwd).is_err());
+        assert!(parse_volume("a::/b", cwd).is_err());
+        assert!(parse_volume("/a:/b:bogus", cwd).is_err());
+    }
 }

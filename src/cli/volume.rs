@@ -340,13 +340,17 @@ fn ls(global: &GlobalArgs, a: LsArgs) -> anyhow::Result<ExitCode> {
         .into_iter()
         .filter(|v| filters.matches(v))
         .collect();
-    if a.quiet {
-        for v in &shown {
+    print_list(&shown, a.quiet, &a.format)
+}
+
+fn print_list(shown: &[Volume], quiet: bool, format: &str) -> anyhow::Result<ExitCode> {
+    if quiet {
+        for v in shown {
             println!("{}", v.name);
         }
         return Ok(ExitCode::SUCCESS);
     }
-    match a.format.as_str() {
+    match format {
         "table" => {
             let rows: Vec<Vec<String>> = shown
                 .iter()
@@ -355,18 +359,70 @@ fn ls(global: &GlobalArgs, a: LsArgs) -> anyhow::Result<ExitCode> {
             print!("{}", render::table(&["DRIVER", "VOLUME NAME"], &rows));
         }
         "json" => {
-            for v in &shown {
+            for v in shown {
                 println!("{}", Value::Object(row_fields(v)));
             }
         }
         tpl => {
             let tpl = tpl.strip_prefix("table ").unwrap_or(tpl);
-            for v in &shown {
+            for v in shown {
                 println!("{}", render::template(tpl, &row_fields(v)));
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `rcompose volumes [SERVICES…]`
+#[derive(Debug, Args)]
+pub struct VolumesArgs {
+    /// Format output using a custom template: 'table' (default), 'json', or a Go-style
+    /// template such as '{{.Name}}'
+    #[arg(long, default_value = "table")]
+    pub format: String,
+    /// Only display volume names
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Only the volumes these services mount (default: all the project's)
+    pub services: Vec<String>,
+}
+
+/// `rcompose volumes`: the project's volumes (those its state records, and the compose file's
+/// named volumes that exist), shaped like `volume ls`.
+pub fn project_volumes(global: &GlobalArgs, a: VolumesArgs) -> anyhow::Result<ExitCode> {
+    use crate::supervisor::spec;
+    let ctx = super::project::Ctx::without_project(global)?;
+    let mut names: std::collections::BTreeSet<String> = ctx
+        .state()
+        .map(|st| st.volumes.into_keys().collect())
+        .unwrap_or_default();
+    if let Some(p) = &ctx.project {
+        names.extend(p.volumes.keys().map(|k| spec::volume_name(p, k)));
+        if !a.services.is_empty() {
+            let mut mounted = std::collections::BTreeSet::new();
+            for s in &a.services {
+                let svc = p
+                    .services
+                    .get(s)
+                    .with_context(|| format!("no such service: {s}"))?;
+                mounted.extend(
+                    spec::service_named_volumes(p, svc)
+                        .into_iter()
+                        .map(|k| spec::volume_name(p, &k)),
+                );
+            }
+            names.retain(|n| mounted.contains(n));
+        }
+    } else if !a.services.is_empty() {
+        anyhow::bail!(
+            "volumes SERVICE…: no compose file found to tell which volumes a service mounts"
+        );
+    }
+    let shown: Vec<Volume> = scan(global)?
+        .into_iter()
+        .filter(|v| names.contains(&v.name))
+        .collect();
+    print_list(&shown, a.quiet, &a.format)
 }
 
 /// `--filter` terms: the same key ORs, different keys AND (as Docker).

@@ -74,6 +74,7 @@ impl Supervisor {
         let lock = ProjectLock::acquire(paths, Duration::from_secs(10))?;
         runtime::container::become_subreaper().map_err(DaemonError::Subreaper)?;
         let engine = Engine::open(paths.clone(), true)?;
+        super::journal::record(&engine, paths);
         let pid = std::process::id() as i32;
         let socket = paths.socket();
         engine.update(|st| {

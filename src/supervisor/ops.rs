@@ -193,6 +193,8 @@ pub fn handle(engine: &Arc<Engine>, req: &Request, out: &dyn Reporter) -> Result
             engine.shutting_down.store(true, Ordering::SeqCst);
             if options.services.is_empty() {
                 down_oneoffs(engine, options, out);
+                // Again: a network one one-off made is in use by the others in the first pass.
+                down_oneoffs(engine, options, out);
             }
             let desired = engine.loaded().map(|l| l.desired.clone());
             let plan =

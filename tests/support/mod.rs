@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod registry;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -274,7 +276,13 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        if self.down_on_drop && self.state_file().exists() {
+        // One-offs keep their own state (a project run only with `run` has no state.json).
+        let oneoffs = self
+            .root
+            .join("projects")
+            .join(&self.project)
+            .join("oneoff");
+        if self.down_on_drop && (self.state_file().exists() || oneoffs.exists()) {
             let _ = self.rc(&["down", "-v", "-t", "0"]);
         }
     }

@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 pub mod archive;
 mod auth;
 pub mod change;
+mod commit;
 pub mod digest;
+pub mod layerfs;
 pub mod manifest;
 mod pull;
 pub mod reference;
@@ -27,8 +29,10 @@ pub mod rootfs;
 pub(crate) mod store;
 pub mod unpack;
 
+pub use commit::CommitInfo;
 pub use digest::Digest;
 pub use reference::Reference;
+pub use registry::push::PushEvent;
 pub use registry::RegistryOptions;
 pub use store::{PruneReport, Store};
 

@@ -442,3 +442,7 @@ mod tests {
         assert!(is_insecure("reg.lan:5000", &["reg.lan:5000".to_string()]));
     }
 }
+
+// Push lives in a child module so it shares the client's auth cache and challenge answers.
+#[path = "push.rs"]
+pub(crate) mod push;
