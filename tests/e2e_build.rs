@@ -56,10 +56,17 @@ fn up_builds_a_missing_image_and_runs_it() {
     assert_eq!(s.ok(&["exec", "web", "cat", "index.html"]), "<h1>v1</h1>\n");
     let inspect = s.ok(&["image", "inspect", "e2e-build-up-web"]);
     assert!(inspect.contains("org.example.built-by"), "{inspect}");
-    // Present now: a second `up` does not build.
+    // Present now: a second `up` does not build, and even `--pull always` does not try to
+    // pull a locally built image.
     let out = s.rc(&["up", "-d"]);
     assert!(out.status.success());
     assert!(!String::from_utf8_lossy(&out.stderr).contains("Building"));
+    let out = s.rc(&["up", "-d", "--pull", "always"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // `rcompose build` with nothing changed: every layer step from the cache.
     let out = s.rc(&["build", "web"]);
     let err = String::from_utf8_lossy(&out.stderr).to_string();
@@ -82,6 +89,12 @@ fn build_verb_flags_inline_dockerfile_target_and_errors() {
     std::fs::create_dir_all(s.dir.join("app")).unwrap();
     std::fs::write(s.dir.join("app/Dockerfile"), DOCKERFILE).unwrap();
     std::fs::write(s.dir.join("app/index.html"), "x\n").unwrap();
+    // `--no-build` with the image absent: an error that says it must be built, no pull.
+    let out = s.rc(&["up", "-d", "--no-build", "web"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("must be built"), "{err}");
+    assert!(!err.contains("Building"), "{err}");
     // dockerfile_inline + target (the failing stage is not needed) + --build-arg, quietly.
     let out = s.rc(&[
         "--profile",

@@ -241,19 +241,25 @@ pub fn build_service(
     })
 }
 
-/// A rebuilt image must recreate its service's containers, as Docker Compose does: for
-/// services with `build:`, the image ID present in the store is folded into the desired
-/// configuration hash (which the reconciler compares with the containers').
+/// Desired state of services with `build:`. A rebuilt image must recreate the service's
+/// containers, as Docker Compose does: the image ID present in the store is folded into the
+/// desired configuration hash (which the reconciler compares with the containers'). And a
+/// locally built image, or the image of a build-only service, is never pulled: its pull
+/// policy becomes `build` (an absent one is then an error that says it must be built).
 pub fn fold_image_ids(project: &compose::Project, desired: &mut DesiredProject, store: &Store) {
     use sha2::{Digest as _, Sha256};
     for (name, svc) in &project.services {
         if svc.build.is_none() {
             continue;
         }
-        let (Some(d), Ok(Some(img))) = (
-            desired.services.get_mut(name),
-            store.get(&image_ref(project, svc)),
-        ) else {
+        let Some(d) = desired.services.get_mut(name) else {
+            continue;
+        };
+        let present = store.get(&image_ref(project, svc)).ok().flatten();
+        if svc.image.is_none() || present.is_some() {
+            d.pull_policy = "build".into();
+        }
+        let Some(img) = present else {
             continue;
         };
         let mut h = Sha256::new();
