@@ -465,3 +465,23 @@ fn metadata_instructions_follow_docker_rules() {
     assert!(hist.iter().filter(|e| e["empty_layer"] == true).count() >= 10);
     assert_eq!(built.image.diff_ids.len(), 1);
 }
+
+#[test]
+fn heredoc_scripts_run_with_the_shell_or_their_shebang() {
+    let h = Harness::new();
+    let built = h
+        .build(
+            "FROM busybox:test\nRUN <<EOF\necho one > /one\necho two >> /one\nEOF\nRUN <<EOF\n#!/bin/awk -f\nBEGIN { print \"from awk\" > \"/awk\" }\nEOF\n",
+            "heredoc:v1",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = h.run(
+        &built.image,
+        &["sh", "-c", "cat /one /awk; ls /.rcompose-heredoc"],
+    );
+    assert_eq!(out.stdout, "one\ntwo\nfrom awk\n", "{}", out.stderr);
+    assert!(
+        out.stderr.contains(".rcompose-heredoc"),
+        "the script is not in the image"
+    );
+}

@@ -26,6 +26,9 @@ use crate::image::manifest::{self, ConfigFile, ContainerConfig, Descriptor, Root
 use crate::image::store::{ImageRecord, LayerRecord};
 use crate::image::{Healthcheck, ImageConfig, ImageError, Platform, PullPolicy, Reference, Store};
 
+/// Where a `RUN <<EOF` script with a shebang is bound during its step.
+const HEREDOC_SCRIPT: &str = "/.rcompose-heredoc";
+
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The filesystem and config of a stage as the build goes.
@@ -663,9 +666,26 @@ impl Builder<'_> {
                 layer = true;
                 // The mounts (and, for binds, their content) are part of the key; views of
                 // stages for `--mount=from=` stay mounted until the step is done.
-                let (mount_specs, mount_key, skip, _views) =
+                let (mut mount_specs, mount_key, mut skip, _views) =
                     self.run_mounts(st, ins, mounts, &env, done)?;
                 let argv = match script {
+                    // A heredoc with a shebang runs as its own executable file (Docker's rule),
+                    // bound read-only at a path left out of the layer.
+                    Some(s) if s.starts_with("#!") => {
+                        let file = self.work.join(format!("{}.script", unique_id()));
+                        let made = fs::write(&file, s).and_then(|_| {
+                            use std::os::unix::fs::PermissionsExt;
+                            fs::set_permissions(&file, fs::Permissions::from_mode(0o755))
+                        });
+                        made.map_err(|e| self.err(ins, format!("heredoc script: {e}")))?;
+                        mount_specs.push(MountSpec::File {
+                            source: file,
+                            target: HEREDOC_SCRIPT.into(),
+                            read_only: true,
+                        });
+                        skip.push(HEREDOC_SCRIPT.trim_start_matches('/').into());
+                        vec![HEREDOC_SCRIPT.to_string()]
+                    }
                     Some(s) => {
                         let mut v = st.shell.clone();
                         v.push(s.clone());
@@ -696,8 +716,9 @@ impl Builder<'_> {
                     run_env.push(DEFAULT_PATH.into());
                 }
                 step = format!(
-                    "RUN {} env={} user={:?} workdir={:?} net={net:?} mounts={mount_key}",
+                    "RUN {} script={:?} env={} user={:?} workdir={:?} net={net:?} mounts={mount_key}",
                     serde_json::to_string(&argv).unwrap_or_default(),
+                    script.as_deref().unwrap_or(""),
                     serde_json::to_string(&run_env).unwrap_or_default(),
                     st.config.user,
                     st.config.working_dir
