@@ -418,7 +418,7 @@ fn metadata_instructions_follow_docker_rules() {
              FROM meta/base:${TAG}\n\
              ENTRYPOINT [\"/bin/app\"]\n\
              ENV A=2 B=$A\n\
-             ENV C=${B:-none}\n\
+             ENV C=${B:-none} PATH=/opt/bin:$PATH\n\
              WORKDIR /srv\n\
              WORKDIR data\n\
              EXPOSE 8000-8002/udp 80\n\
@@ -440,6 +440,14 @@ fn metadata_instructions_follow_docker_rules() {
         c.env
     );
     assert!(c.env.contains(&"C=1".to_string()));
+    assert!(
+        c.env.contains(
+            &"PATH=/opt/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+                .to_string()
+        ),
+        "$PATH of an image without PATH is the default: {:?}",
+        c.env
+    );
     assert_eq!(c.working_dir.as_deref(), Some("/srv/data"));
     assert_eq!(
         c.exposed_ports,

@@ -472,6 +472,9 @@ impl Builder<'_> {
     /// Environment for substitution: ARGs, overridden by ENV (Docker's precedence).
     fn env_of(st: &StageState) -> BTreeMap<String, String> {
         let mut env = st.args.clone();
+        // As BuildKit: an image without PATH still expands `$PATH` to the default one.
+        let (k, v) = DEFAULT_PATH.split_once('=').expect("KEY=value");
+        env.insert(k.into(), v.into());
         for e in &st.config.env {
             let (k, v) = e.split_once('=').unwrap_or((e, ""));
             env.insert(k.to_string(), v.to_string());
