@@ -122,6 +122,20 @@ fn build_verb_flags_inline_dockerfile_target_and_errors() {
     let dry = s.ok(&["--dry-run", "build"]);
     assert!(dry.contains("build web: e2e-build-verb-web"), "{dry}");
     assert!(!s.ok(&["image", "ls"]).contains("e2e-build-verb-web"));
+    // Two independent services build side by side, their lines tagged with the service.
+    let out = s.rc(&["--profile", "tools", "build"]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(" => [web 4/5] RUN"), "{err}");
+    assert!(
+        err.contains("Service tool  Built") && err.contains("Service web  Built"),
+        "{err}"
+    );
+    let images = s.ok(&["image", "ls"]);
+    assert!(
+        images.contains("e2e-build-verb-web") && images.contains("e2e/tool"),
+        "{images}"
+    );
     // A broken Dockerfile: the error names file, line, instruction and the fix.
     std::fs::write(
         s.dir.join("app/Dockerfile"),

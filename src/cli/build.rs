@@ -109,11 +109,17 @@ pub fn build_services(
 ) -> Result<()> {
     let quiet = quiet || g.progress == Progress::Quiet;
     let json = g.progress == Progress::Json;
-    for s in services {
+    // One service; `tagged` prefixes its lines with the service when builds run side by side.
+    let one = |s: &str, tagged: bool| -> Result<()> {
         if !quiet && !json {
             eprintln!("Building {s}");
         }
         let started = std::time::Instant::now();
+        let who = if tagged {
+            format!("{s} ")
+        } else {
+            String::new()
+        };
         let render = |e: BuildEvent| {
             if quiet {
                 return;
@@ -153,7 +159,7 @@ pub fn build_services(
                     cached,
                 } => writeln!(
                     err,
-                    " => {}[{}{step}/{total}] {instruction}",
+                    " => {}[{who}{}{step}/{total}] {instruction}",
                     if cached { "CACHED " } else { "" },
                     if stage.is_empty() {
                         String::new()
@@ -161,7 +167,7 @@ pub fn build_services(
                         format!("{stage} ")
                     }
                 ),
-                BuildEvent::Output { line } => writeln!(err, "    {line}"),
+                BuildEvent::Output { line } => writeln!(err, "    {who}{line}"),
                 BuildEvent::Done { reference, id, .. } => {
                     writeln!(err, " => naming to {reference} ({})", id.short())
                 }
@@ -173,6 +179,58 @@ pub fn build_services(
                 " ✔ Service {s}  Built  {:.1}s",
                 started.elapsed().as_secs_f64()
             );
+        }
+        Ok(())
+    };
+    // Waves: services whose builds use no image still to be built run side by side (as
+    // Docker Compose builds in parallel), at most `--parallel` at a time.
+    let mut rest: Vec<String> = services.to_vec();
+    while !rest.is_empty() {
+        let mut wave: Vec<String> = rest
+            .iter()
+            .filter(|s| {
+                project
+                    .services
+                    .get(*s)
+                    .map(build::build_deps)
+                    .unwrap_or_default()
+                    .iter()
+                    .all(|d| !rest.contains(d) || d == *s)
+            })
+            .cloned()
+            .collect();
+        if wave.is_empty() {
+            wave.push(rest[0].clone());
+        }
+        rest.retain(|s| !wave.contains(s));
+        let limit = match g.parallel_limit() {
+            0 => wave.len(),
+            n => n,
+        };
+        for chunk in wave.chunks(limit.max(1)) {
+            if chunk.len() == 1 {
+                one(&chunk[0], false)?;
+                continue;
+            }
+            let results: Vec<Result<()>> = std::thread::scope(|sc| {
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|s| {
+                        let one = &one;
+                        sc.spawn(move || one(s, true))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(anyhow::anyhow!("a build thread panicked")))
+                    })
+                    .collect()
+            });
+            for r in results {
+                r?;
+            }
         }
     }
     Ok(())

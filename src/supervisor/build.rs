@@ -187,7 +187,7 @@ pub fn options(
 }
 
 /// Services a build uses the image of (`additional_contexts: {x: "service:other"}`).
-fn build_deps(svc: &compose::Service) -> Vec<String> {
+pub fn build_deps(svc: &compose::Service) -> Vec<String> {
     svc.build
         .iter()
         .flat_map(|b| b.additional_contexts.iter().flatten())
