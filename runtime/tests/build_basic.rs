@@ -58,6 +58,30 @@ fn run_output_and_config_end_up_in_the_image() {
         "{}",
         out.stderr
     );
+    // A valid OCI image to another tool: skopeo reads the saved archive, one history entry
+    // with a layer per layer.
+    let tar = h.tmp.path().join("built.tar");
+    h.store
+        .save(&["built:v1"], std::fs::File::create(&tar).unwrap())
+        .unwrap();
+    let o = std::process::Command::new("skopeo")
+        .args(["inspect", "--config"])
+        .arg(format!("oci-archive:{}", tar.display()))
+        .output()
+        .expect("prerequisite missing: skopeo");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let seen: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let layered = seen["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["empty_layer"] != true)
+        .count();
+    assert_eq!(
+        layered,
+        seen["rootfs"]["diff_ids"].as_array().unwrap().len()
+    );
+    assert_eq!(seen["config"]["WorkingDir"], "/app");
 }
 
 #[test]
