@@ -1071,7 +1071,7 @@ impl Builder<'_> {
             return Err(BuildError::RunFailed {
                 file: self.df.name.clone(),
                 line: ins.line,
-                instruction: ins.text.clone(),
+                instruction: shorten(&ins.text, 100),
                 code: status.code(),
                 output,
             });
@@ -1673,6 +1673,16 @@ impl Drop for ContainerGuard {
     }
 }
 
+/// An instruction for a message: whitespace runs collapsed, at most `max` characters.
+fn shorten(text: &str, max: usize) -> String {
+    let one: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one.chars().count() <= max {
+        one
+    } else {
+        format!("{}…", one.chars().take(max - 1).collect::<String>())
+    }
+}
+
 fn unique_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
@@ -1712,5 +1722,19 @@ fn clean_stale(runtime: &Runtime) {
                 tracing::warn!(container = %name, %err, "remove stale build container");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_instructions_are_shortened_for_messages() {
+        assert_eq!(shorten("RUN  a \\\n   b", 100), "RUN a \\ b");
+        let long = format!("RUN {}", "x".repeat(200));
+        let s = shorten(&long, 20);
+        assert_eq!(s.chars().count(), 20);
+        assert!(s.ends_with('…'));
     }
 }
