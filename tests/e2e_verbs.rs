@@ -151,7 +151,7 @@ fn exec_through_a_real_pseudo_terminal_gets_a_tty() {
     let s = stack("exectty", 33);
     // `script` runs rcompose with a pty as its terminal.
     let cmd = format!(
-        "{} -p exectty exec app sh -c 'test -t 0 && test -t 1 && echo INTERACTIVE'",
+        "{} -p exectty exec app sh -c 'test -t 0 && test -t 1 && echo INTERACTIVE; tty; echo stat: $(cat /proc/self/stat)'",
         env!("CARGO_BIN_EXE_rcompose")
     );
     let out = std::process::Command::new("script")
@@ -165,6 +165,20 @@ fn exec_through_a_real_pseudo_terminal_gets_a_tty() {
     let text = String::from_utf8_lossy(&out.stdout);
     // A terminal's line discipline turns the newline into CR LF.
     assert!(text.contains("INTERACTIVE\r\n"), "{text:?}");
+    // A pty of the container's own devpts, and the controlling terminal with the process in its
+    // foreground group (what `ps` shows as `+`): tty_nr set, tpgid == pgrp.
+    assert!(text.contains("/dev/pts/0\r\n"), "{text:?}");
+    let stat = text
+        .lines()
+        // `script` may echo a control character (^@) into the line first.
+        .find_map(|l| l.split_once("stat: ").map(|(_, rest)| rest))
+        .and_then(|l| l.rsplit_once(')'))
+        .map(|(_, rest)| rest.split_whitespace().collect::<Vec<_>>())
+        .unwrap_or_default();
+    assert!(
+        stat.len() > 5 && stat[4] != "0" && stat[2] == stat[5],
+        "{text:?}"
+    );
     s.down_and_check();
 }
 
@@ -297,7 +311,7 @@ services:
         1
     );
     let cmd = format!(
-        "{} -p runs run app sh -c 'test -t 0 && echo TTY'",
+        "{} -p runs run app sh -c 'test -t 0 && echo TTY; tty; echo stat: $(cat /proc/self/stat); [ /dev/console -ef /proc/self/fd/0 ] && echo CONSOLE'",
         env!("CARGO_BIN_EXE_rcompose")
     );
     let tty = std::process::Command::new("script")
@@ -309,10 +323,22 @@ services:
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
+    let text = String::from_utf8_lossy(&tty.stdout).to_string();
+    assert!(text.contains("TTY\r\n"), "{text:?}");
+    // The container's own pty, its controlling terminal (foreground: tpgid == pgrp) and
+    // /dev/console.
+    assert!(text.contains("/dev/pts/0\r\n"), "{text:?}");
+    assert!(text.contains("CONSOLE\r\n"), "{text:?}");
+    let stat = text
+        .lines()
+        // `script` may echo a control character (^@) into the line first.
+        .find_map(|l| l.split_once("stat: ").map(|(_, rest)| rest))
+        .and_then(|l| l.rsplit_once(')'))
+        .map(|(_, rest)| rest.split_whitespace().collect::<Vec<_>>())
+        .unwrap_or_default();
     assert!(
-        String::from_utf8_lossy(&tty.stdout).contains("TTY\r\n"),
-        "{:?}",
-        String::from_utf8_lossy(&tty.stdout)
+        stat.len() > 5 && stat[4] != "0" && stat[2] == stat[5],
+        "{text:?}"
     );
     s.down_and_check();
 }

@@ -160,6 +160,16 @@ pub fn finish(
             {
                 implicit.push((other.to_string(), true));
             }
+            // `ipc: service:x` and `pid: service:x` join x's namespaces: x starts first.
+            for key in ["ipc", "pid"] {
+                if let Some(other) = m
+                    .get(key)
+                    .and_then(Node::as_str)
+                    .and_then(|n| n.strip_prefix("service:"))
+                {
+                    implicit.push((other.to_string(), true));
+                }
+            }
             for v in m
                 .get("volumes_from")
                 .and_then(Node::as_seq)

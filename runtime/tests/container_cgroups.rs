@@ -82,11 +82,14 @@ fn limits_are_written_to_the_v1_controllers() {
         assert_eq!(procs, c.pid.to_string(), "{ctrl}");
     }
     c.start().unwrap();
-    assert!(eventually(Duration::from_secs(5), || c
-        .processes()
-        .unwrap()
-        .len()
-        == 2));
+    // Wait for the steady state, `sh` waiting on `sleep 30`: before it, the cgroup also holds
+    // two processes for a moment (`sh` and one side of the pipeline), then only `sh` between
+    // the pipeline and `sleep`, and `pids.current` read then is 1.
+    let comm = |pid: &i32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    assert!(eventually(Duration::from_secs(5), || {
+        let procs = c.processes().unwrap();
+        procs.len() == 2 && procs.iter().any(|p| comm(p).trim() == "sleep")
+    }));
     let stats = c.stats().unwrap();
     assert!(stats.pids >= 2, "{stats:?}");
     assert_eq!(stats.memory_limit, Some(64 << 20));
@@ -239,4 +242,58 @@ fn sys_fs_cgroup_shows_the_containers_own_cgroup_read_only() {
         "{}",
         out.stderr
     );
+}
+
+/// Removes a test's cgroup2 folder even on failure.
+struct V2Dir(PathBuf);
+
+impl Drop for V2Dir {
+    fn drop(&mut self) {
+        let _ = container_support::eventually(Duration::from_secs(5), || {
+            std::fs::remove_dir(&self.0).is_ok() || !self.0.exists()
+        });
+    }
+}
+
+#[test]
+fn v2_device_program_denies_what_the_rules_do_not_allow() {
+    use runtime::container::cgroups::{v2::V2, Cgroup, DeviceRules};
+    // This machine's cgroup2 offers no controller but takes device programs all the same.
+    let unified = std::path::Path::new("/sys/fs/cgroup/unified");
+    assert!(
+        unified.join("cgroup.procs").exists(),
+        "prerequisite missing: a cgroup2 mount at {}",
+        unified.display()
+    );
+    // A shell joins the cgroup, then opens devices: /dev/null (1:3) is allowed, /dev/kmsg
+    // (1:11) is not in Docker's list.
+    let probe = |dir: &std::path::Path| {
+        let script = format!(
+            "echo $$ > {}/cgroup.procs; : < /dev/null && echo null-ok; (: < /dev/kmsg) 2>/dev/null && echo kmsg-open || echo kmsg-denied",
+            dir.display()
+        );
+        let out = std::process::Command::new(container_support::BUSYBOX)
+            .args(["sh", "-c", &script])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    for (suffix, devices, want) in [
+        ("default", DeviceRules::default(), "null-ok\nkmsg-denied\n"),
+        (
+            "extra",
+            DeviceRules {
+                allow_all: false,
+                extra: vec!["c 1:11 r".into()],
+            },
+            "null-ok\nkmsg-open\n",
+        ),
+    ] {
+        let rel = format!("rcompose-devtest-{}-{suffix}", std::process::id());
+        let dir = V2Dir(unified.join(&rel));
+        V2::new(unified, std::path::Path::new(&rel))
+            .create(&Resources::default(), &devices)
+            .unwrap();
+        assert_eq!(probe(&dir.0), want, "{suffix}");
+    }
 }

@@ -216,3 +216,17 @@ fn the_helper_runs_from_a_sealed_memfd() {
     runtime::container::wait(c.pid).unwrap();
     c.remove().unwrap();
 }
+
+#[test]
+fn uts_host_keeps_the_hosts_names() {
+    let h = Harness::new();
+    let mut spec = h.spec("utshost", &["hostname"]);
+    spec.namespaces.uts = ShareMode::Host;
+    // Not applied with the host's namespace: it would rename the host.
+    spec.hostname = Some("not-the-host".into());
+    let out = h.run(&spec);
+    assert_eq!(out.status, ExitStatus::Code(0), "{}", out.stderr);
+    let host = nix::unistd::gethostname().unwrap();
+    assert_eq!(out.stdout.trim(), host.to_string_lossy(), "{}", out.stderr);
+    assert_eq!(nix::unistd::gethostname().unwrap(), host);
+}

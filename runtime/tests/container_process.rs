@@ -4,6 +4,7 @@
 
 mod container_support;
 
+use std::path::Path;
 use std::time::Duration;
 
 use container_support::{eventually, Harness};
@@ -262,4 +263,30 @@ fn stop_uses_the_stop_signal() {
     );
     c.remove().unwrap();
     assert_eq!(out.join().unwrap(), "got-usr1\n");
+}
+
+#[test]
+fn oom_score_adj_and_oom_kill_disable_apply() {
+    let h = Harness::new();
+    let mut spec = h.spec(
+        "oomadj",
+        &["sh", "-c", "cat /proc/self/oom_score_adj; sleep 30"],
+    );
+    spec.oom_score_adj = Some(321);
+    spec.resources.memory = Some(64 << 20);
+    spec.resources.oom_kill_disable = true;
+    let (c, out, _err) = h.create(&spec);
+    let rel = runtime::container::cgroups::relative_path(&h.runtime.state_root, "oomadj");
+    let control = std::fs::read_to_string(
+        Path::new("/sys/fs/cgroup/memory")
+            .join(rel)
+            .join("memory.oom_control"),
+    )
+    .unwrap();
+    assert!(control.contains("oom_kill_disable 1"), "{control}");
+    c.start().unwrap();
+    c.stop(std::time::Duration::from_millis(100)).unwrap();
+    runtime::container::wait(c.pid).unwrap();
+    c.remove().unwrap();
+    assert_eq!(out.join().unwrap(), "321\n");
 }

@@ -69,6 +69,14 @@ pub fn run(g: &GlobalArgs, args: ExecArgs) -> Result<ExitCode> {
     let created = rt::Created::load(&ctx.paths.container_dir(&c.name).join("rt"))
         .with_context(|| format!("container {}", c.name))?;
     let runtime = rt::Runtime::new(&g.root)?;
+    // Start the helper from the supervisor's sealed copy of this binary, not a fresh copy.
+    if let Some(s) = st
+        .supervisor
+        .as_ref()
+        .filter(|s| pid_alive(s.pid, s.pid_start))
+    {
+        rt::reuse_sealed_helper_of(s.pid);
+    }
     rt::become_subreaper()?;
     let tty = !args.no_tty && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let mut env = created.spec.process.env.clone();
@@ -100,15 +108,26 @@ pub fn run(g: &GlobalArgs, args: ExecArgs) -> Result<ExitCode> {
         privileged: args.privileged,
     };
     if tty {
-        let pty = super::tty::Pty::open()?;
-        let p = created
-            .exec(&runtime, &spec, rt::Stdio::tty(pty.slave)?)
+        // The runtime allocates the pty in the container's devpts and makes it the process's
+        // controlling terminal; we relay its master and pass our window size on.
+        let (p, master) = created
+            .exec_with_terminal(
+                &runtime,
+                &spec,
+                rt::Stdio {
+                    stdin: None,
+                    stdout: dup(std::io::stderr())?,
+                    stderr: dup(std::io::stderr())?,
+                },
+            )
             .with_context(|| format!("container {}", c.name))?;
+        if let Some(ws) = super::tty::window_size(&std::io::stdout()) {
+            let _ = rt::tty::set_window_size(&master, ws.ws_row, ws.ws_col);
+        }
         if args.detach {
             return Ok(ExitCode::SUCCESS);
         }
         let raw = super::tty::RawMode::enter()?;
-        let master = pty.master;
         let pump = std::thread::spawn(move || super::tty::pump(master));
         let status = rt::wait(p.pid)?;
         // The pump ends when the last holder of the slave side is gone: drain the output.

@@ -47,6 +47,9 @@ impl Ctx {
         for w in &project.warnings {
             eprintln!("WARN[0000] {w}");
         }
+        for w in crate::supervisor::spec::runtime_warnings(&project) {
+            eprintln!("WARN[0000] {w}");
+        }
         let name = project.name.clone();
         Ok(Ctx {
             paths: ProjectPaths::new(&global.root, &global.run_dir, &name),

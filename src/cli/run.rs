@@ -176,14 +176,15 @@ pub fn run(g: &GlobalArgs, a: RunArgs) -> Result<ExitCode> {
             env.push(format!("{e}={v}"));
         }
     }
-    let pty = if tty {
-        Some(super::tty::Pty::open()?)
-    } else {
-        None
-    };
-    let stdio = match &pty {
-        Some(p) => rt::Stdio::tty(p.slave.try_clone()?)?,
-        None if a.detach => {
+    // With a terminal, the runtime allocates a pty in the container (its controlling terminal
+    // and /dev/console) and hands us the master; our stderr serves setup errors only.
+    let stdio = match tty {
+        true => rt::Stdio {
+            stdin: None,
+            stdout: dup(std::io::stderr())?,
+            stderr: dup(std::io::stderr())?,
+        },
+        false if a.detach => {
             let null = || -> Result<OwnedFd> {
                 Ok(OwnedFd::from(
                     std::fs::OpenOptions::new().write(true).open("/dev/null")?,
@@ -195,7 +196,7 @@ pub fn run(g: &GlobalArgs, a: RunArgs) -> Result<ExitCode> {
                 stderr: null()?,
             }
         }
-        None => rt::Stdio {
+        false => rt::Stdio {
             stdin: if a.interactive {
                 Some(dup(std::io::stdin())?)
             } else {
@@ -214,12 +215,11 @@ pub fn run(g: &GlobalArgs, a: RunArgs) -> Result<ExitCode> {
         env,
         user: a.user.clone(),
         workdir: a.workdir.clone(),
-        // The pty slave is the process's stdio; the runtime's own console setup (binding it on
-        // /dev/console) fails for a pty of the host's devpts (EINVAL), so it is not asked for.
-        tty: false,
+        tty,
         stdin: a.interactive && !a.detach,
         publish: a.service_ports || !a.publish.is_empty(),
         stdio: Some(stdio),
+        master: None,
     });
     let teardown = |engine: &std::sync::Arc<Engine>| {
         let _ = engine.remove(&name);
@@ -251,9 +251,10 @@ pub fn run(g: &GlobalArgs, a: RunArgs) -> Result<ExitCode> {
     } else {
         None
     };
-    let pump = pty.map(|p| {
-        drop(p.slave);
-        let master = p.master;
+    let pump = engine.take_oneoff_master().map(|master| {
+        if let Some(ws) = super::tty::window_size(&std::io::stdout()) {
+            let _ = rt::tty::set_window_size(&master, ws.ws_row, ws.ws_col);
+        }
         std::thread::spawn(move || super::tty::pump(master))
     });
     let status = rt::wait(pid)?;

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock};
@@ -50,8 +50,11 @@ pub struct OneOff {
     pub stdin: bool,
     /// `--service-ports`: publish the service's ports.
     pub publish: bool,
-    /// The caller's stdio (a pty slave or its own descriptors) instead of log pipes.
+    /// The caller's stdio (its own descriptors) instead of log pipes; with `tty`, only for
+    /// setup errors: the container gets a terminal of its own, whose master the caller takes
+    /// with [`Engine::take_oneoff_master`].
     pub stdio: Option<rt::Stdio>,
+    pub master: Option<OwnedFd>,
 }
 
 /// In-memory facts about a container of this process.
@@ -62,6 +65,11 @@ struct Live {
     watched: bool,
     /// Log pumps of the current run still copying output into the log file.
     pumps: Option<Arc<Pumps>>,
+    /// `stdin_open`: the write end of the container's stdin pipe, held so that its stdin stays
+    /// open (never EOF) for the life of the container.
+    stdin: Option<OwnedFd>,
+    /// `attach`'s way in: relays into the stdin pipe or the pty master of this run.
+    relay: Option<super::stdin::Relay>,
 }
 
 /// Counts the log pumps of one run that have not reached the end of their pipe, so that an
@@ -152,6 +160,16 @@ impl Engine {
                 networks = networks.with_pool(network::Pool { bases, size });
             }
         }
+        if supervising {
+            // The sealed helper copy made now is the one `rcompose exec` reuses (through
+            // /proc/<supervisor>/fd) instead of copying the binary on every call.
+            let rt = runtime.clone();
+            std::thread::spawn(move || {
+                if let Err(e) = rt.seal_helper() {
+                    tracing::warn!("seal the helper binary: {e}");
+                }
+            });
+        }
         Ok(Arc::new(Engine {
             paths,
             store,
@@ -190,6 +208,15 @@ impl Engine {
     /// Make this engine create one-off containers (`rcompose run`).
     pub fn set_oneoff(&self, o: OneOff) {
         *self.oneoff.lock().unwrap_or_else(|e| e.into_inner()) = Some(o);
+    }
+
+    /// The pty master of a one-off created with `tty` (once).
+    pub fn take_oneoff_master(&self) -> Option<OwnedFd> {
+        self.oneoff
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            .and_then(|o| o.master.take())
     }
 
     pub fn loaded(&self) -> Option<Arc<Loaded>> {
@@ -339,6 +366,29 @@ impl Engine {
         rt::Created::load(&self.runtime_dir(name)).ok()
     }
 
+    /// The runtime handle of container `target` once it is created: creates run in parallel,
+    /// so a container that shares another's namespaces or volumes waits for it (30 s at most).
+    fn wait_created(&self, target: &str) -> Option<rt::Created> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let live = self
+                .live
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(target)
+                .and_then(|l| l.created.clone());
+            if let Some(c) = live.or_else(|| rt::Created::load(&self.runtime_dir(target)).ok()) {
+                if c.pid > 0 {
+                    return Some(c);
+                }
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     fn runtime_dir(&self, name: &str) -> PathBuf {
         self.paths.container_dir(name).join("rt")
     }
@@ -365,30 +415,83 @@ impl Engine {
             .as_mut()
             .and_then(|o| o.stdio.take());
         if let Some(stdio) = given {
+            if spec.process.tty {
+                let (created, master) = self
+                    .runtime
+                    .create_with_terminal(spec, stdio)
+                    .map_err(|e| cerr(name, e))?;
+                if let Some(o) = self
+                    .oneoff
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_mut()
+                {
+                    o.master = Some(master);
+                }
+                return Ok(created);
+            }
             return self.runtime.create(spec, stdio).map_err(|e| cerr(name, e));
         }
         let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| cerr(name, format!("pipe: {e}")))?;
         let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| cerr(name, format!("pipe: {e}")))?;
-        let created = self
-            .runtime
-            .create(
-                spec,
-                rt::Stdio {
-                    stdin: None,
-                    stdout: out_w,
-                    stderr: err_w,
-                },
-            )
-            .map_err(|e| cerr(name, e))?;
+        // `stdin_open` without a terminal: a pipe whose write end we keep.
+        let (stdin_r, stdin_w) = if spec.process.stdin && !spec.process.tty {
+            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| cerr(name, format!("pipe: {e}")))?;
+            (Some(r), Some(w))
+        } else {
+            (None, None)
+        };
+        let stdio = rt::Stdio {
+            stdin: stdin_r,
+            stdout: out_w,
+            stderr: err_w,
+        };
+        // `tty: true`: a terminal of the container's own; its master is the log's source (one
+        // stream, as Docker logs a tty container) and keeps the terminal open. The pipes serve
+        // setup errors only and end when the terminal replaces them.
+        let (created, master) = if spec.process.tty {
+            let (c, m) = self
+                .runtime
+                .create_with_terminal(spec, stdio)
+                .map_err(|e| cerr(name, e))?;
+            (c, Some(m))
+        } else {
+            let c = self
+                .runtime
+                .create(spec, stdio)
+                .map_err(|e| cerr(name, e))?;
+            (c, None)
+        };
+        // `attach` types into the stdin pipe or the terminal through the relay socket.
+        let input = stdin_w
+            .as_ref()
+            .map(|w| w.as_fd())
+            .or(master.as_ref().map(|m| m.as_fd()));
+        let relay = input.and_then(
+            |fd| match super::stdin::Relay::start(&self.paths, name, fd) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    None
+                }
+            },
+        );
+        {
+            let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+            let l = live.entry(name.to_string()).or_default();
+            l.stdin = stdin_w;
+            l.relay = relay;
+        }
         let log = self.paths.log_file(name);
         let opts = self.log_options(&spec.service);
         match rt::logs::LogWriter::open(&log, opts) {
             Ok(w) => {
                 let w = Arc::new(Mutex::new(w));
                 let pumps = Arc::new(Pumps {
-                    running: Mutex::new(2),
+                    running: Mutex::new(2 + usize::from(master.is_some())),
                     done: Condvar::new(),
                 });
                 self.live
@@ -398,6 +501,9 @@ impl Engine {
                     .or_default()
                     .pumps = Some(pumps.clone());
                 pump(out_r, rt::logs::Stream::Stdout, w.clone(), pumps.clone());
+                if let Some(m) = master {
+                    pump(m, rt::logs::Stream::Stdout, w.clone(), pumps.clone());
+                }
                 pump(err_r, rt::logs::Stream::Stderr, w, pumps);
             }
             Err(e) => tracing::warn!("container {name}: log file {}: {e}", log.display()),
@@ -671,6 +777,16 @@ impl Engine {
             .and_then(|l| l.pumps.clone());
         if let Some(p) = pumps {
             p.wait(Duration::from_secs(1));
+        }
+        // The run is over: no more input.
+        if let Some(l) = self
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(name)
+        {
+            l.relay = None;
+            l.stdin = None;
         }
         let stopping = self
             .stopping
@@ -1350,6 +1466,57 @@ impl ContainerBackend for Arc<Engine> {
             let _ = std::fs::create_dir_all(a);
         }
         let mut spec = spec;
+        // `ipc`/`pid: service:x` (x's container number 1, started first through the implicit
+        // depends_on) or `container:x`: join the namespace of that container's pid 1.
+        for (kind, mode) in [("ipc", svc.ipc.as_deref()), ("pid", svc.pid.as_deref())] {
+            let Some(mode) = mode else { continue };
+            let target = match (
+                mode.strip_prefix("service:"),
+                mode.strip_prefix("container:"),
+            ) {
+                (Some(other), _) => naming::container_name(&loaded.project.name, other, 1),
+                (None, Some(other)) => other.to_string(),
+                _ => continue,
+            };
+            let pid = self
+                .wait_created(&target)
+                .map(|c| c.pid)
+                .filter(|p| *p > 0 && pid_alive(*p, None))
+                .ok_or_else(|| cerr(name, format!("{kind}: {mode}: {target} is not running")))?;
+            let join = rt::ShareMode::JoinPid(pid);
+            if kind == "ipc" {
+                spec.namespaces.ipc = join;
+            } else {
+                spec.namespaces.pid = join;
+            }
+        }
+        // `volumes_from: [service[:ro|rw], container:name[:ro|rw]]`: the volumes and binds of
+        // that container (the service's number 1, created first through the implicit
+        // depends_on).
+        for entry in svc.volumes_from.iter().flatten() {
+            let (target, mode) = match entry.strip_prefix("container:") {
+                Some(rest) => {
+                    let (n, m) = rest
+                        .split_once(':')
+                        .map_or((rest, None), |(n, m)| (n, Some(m)));
+                    (n.to_string(), m)
+                }
+                None => {
+                    let (n, m) = entry
+                        .split_once(':')
+                        .map_or((entry.as_str(), None), |(n, m)| (n, Some(m)));
+                    (naming::container_name(&loaded.project.name, n, 1), m)
+                }
+            };
+            let other = self.wait_created(&target).ok_or_else(|| {
+                cerr(
+                    name,
+                    format!("volumes_from {entry}: {target} was not created"),
+                )
+            })?;
+            let shared = rt::mounts_from(&other.spec, mode, &spec.mounts);
+            spec.mounts.extend(shared);
+        }
         let oneoff = {
             let guard = self.oneoff.lock().unwrap_or_else(|e| e.into_inner());
             guard.as_ref().map(|o| {

@@ -261,6 +261,24 @@ pub fn check_service(svc: &compose::Service) -> Result<(), String> {
     Ok(())
 }
 
+/// What the runtime will not apply, said when the project is loaded: `security_opt`
+/// `apparmor=`/`label=` (no AppArmor or SELinux on the hosts rcompose supports).
+pub fn runtime_warnings(project: &compose::Project) -> Vec<String> {
+    let mut out = Vec::new();
+    for svc in project.services.values() {
+        for o in svc.security_opt.iter().flatten() {
+            if o.starts_with("apparmor") || o.starts_with("label") {
+                out.push(format!(
+                    "service {}: security_opt {o:?} ignored: rcompose applies no AppArmor or \
+                     SELinux profile",
+                    svc.name
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// Where a service secret or config appears in the container, as Docker Compose places it:
 /// secrets at `/run/secrets/<source>` (a relative `target` under `/run/secrets`), configs at
 /// `/<source>` (a relative `target` under `/`).
@@ -537,8 +555,31 @@ pub fn container_spec(
         cpuset_mems: None,
         pids_limit: svc.pids_limit.or_else(|| limits.and_then(|l| l.pids)),
         blkio_weight: None,
+        oom_kill_disable: svc.oom_kill_disable.unwrap_or(false),
     };
     let security_opt = svc.security_opt.clone().unwrap_or_default();
+    // `seccomp=<file>`: a Docker JSON profile, read here (relative to the project folder) and
+    // compiled by the runtime at create; `apparmor=`/`label=` need an LSM this host lacks.
+    let mut seccomp_profile = None;
+    for o in &security_opt {
+        let (key, value) = o
+            .split_once('=')
+            .or_else(|| o.split_once(':'))
+            .unwrap_or((o.as_str(), ""));
+        match key {
+            "seccomp" if value != "unconfined" => {
+                let path = project.working_dir.join(value);
+                let json = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("security_opt {o:?}: read {}: {e}", path.display()))?;
+                seccomp_profile = Some(rt::SeccompProfileFile {
+                    path: path.display().to_string(),
+                    json,
+                });
+            }
+            // Said once at load by `runtime_warnings`.
+            _ => {}
+        }
+    }
     let security = rt::SecuritySpec {
         cap_add: svc.cap_add.clone().unwrap_or_default(),
         cap_drop: svc.cap_drop.clone().unwrap_or_default(),
@@ -546,6 +587,7 @@ pub fn container_spec(
         seccomp_unconfined: security_opt
             .iter()
             .any(|o| o == "seccomp=unconfined" || o == "seccomp:unconfined"),
+        seccomp_profile,
         no_new_privileges: security_opt.iter().any(|o| {
             o == "no-new-privileges"
                 || o == "no-new-privileges:true"
@@ -617,8 +659,13 @@ pub fn container_spec(
             net: net.mode,
             pid,
             ipc,
+            uts: match svc.uts.as_deref() {
+                Some("host") => rt::ShareMode::Host,
+                _ => rt::ShareMode::New,
+            },
         },
         init: svc.init.unwrap_or(false),
+        oom_score_adj: svc.oom_score_adj.map(|v| v.clamp(-1000, 1000) as i32),
         stop_signal,
     })
 }

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cgroups::{self, DeviceRules};
 use super::rootfs;
+use super::seccomp;
 use super::security::{self, ResolvedUser};
 use super::spec::{ContainerSpec, ExecSpec, NetMode, ProcessSpec, ShareMode};
 
@@ -43,6 +44,9 @@ pub(crate) enum Request {
         spec: ContainerSpec,
         cgroup_root: PathBuf,
         cgroup_path: PathBuf,
+        /// Allocate a pty in the container (see [`super::tty`]) and pass its master back.
+        #[serde(default)]
+        terminal: bool,
     },
     Exec {
         target_pid: i32,
@@ -50,6 +54,8 @@ pub(crate) enum Request {
         exec: ExecSpec,
         cgroup_root: PathBuf,
         cgroup_path: PathBuf,
+        #[serde(default)]
+        terminal: bool,
     },
 }
 
@@ -83,7 +89,8 @@ pub fn helper_main() -> ! {
             spec,
             cgroup_root,
             cgroup_path,
-        }) => match create(&spec, &cgroup_root, &cgroup_path) {
+            terminal,
+        }) => match create(&spec, &cgroup_root, &cgroup_path, terminal) {
             Ok(pid) => Reply::Ok { pid },
             Err(message) => Reply::Err { message },
         },
@@ -93,7 +100,15 @@ pub fn helper_main() -> ! {
             exec,
             cgroup_root,
             cgroup_path,
-        }) => match exec_in(target_pid, &spec, &exec, &cgroup_root, &cgroup_path) {
+            terminal,
+        }) => match exec_in(
+            target_pid,
+            &spec,
+            &exec,
+            &cgroup_root,
+            &cgroup_path,
+            terminal,
+        ) {
             Ok(pid) => Reply::Ok { pid },
             Err(message) => Reply::Err { message },
         },
@@ -132,7 +147,13 @@ fn privileges(spec: &ContainerSpec, privileged: bool) -> Result<Privileges, Stri
     let seccomp = if sec.privileged || sec.seccomp_unconfined {
         Vec::new()
     } else {
-        security::default_seccomp(&caps).map_err(|e| e.to_string())?
+        let target = seccomp::Target::host(&caps);
+        match &sec.seccomp_profile {
+            Some(f) => seccomp::Profile::from_json(&f.path, &f.json)
+                .and_then(|p| p.compile(&f.path, &target)),
+            None => seccomp::default_profile().compile("default", &target),
+        }
+        .map_err(|e| e.to_string())?
     };
     let rlimits = security::check_ulimits(&sec).map_err(|e| e.to_string())?;
     Ok(Privileges {
@@ -185,23 +206,33 @@ pub(crate) fn device_rules(spec: &ContainerSpec) -> Result<DeviceRules, String> 
     })
 }
 
-fn create(spec: &ContainerSpec, cgroup_root: &Path, cgroup_path: &Path) -> Result<i32, String> {
+fn create(
+    spec: &ContainerSpec,
+    cgroup_root: &Path,
+    cgroup_path: &Path,
+    terminal: bool,
+) -> Result<i32, String> {
     let privs = privileges(spec, false)?;
     // The caller created the cgroup and wrote its limits while this process started.
     let cg = cgroups::open(cgroup_root, cgroup_path);
     // The helper joins first so the cgroup namespace created below is rooted at the container's
     // cgroup; the caller removes the cgroup if anything fails.
-    cg.add_pid(std::process::id() as i32)
-        .map_err(|e| e.to_string())?;
+    cg.add_self_single_threaded().map_err(|e| e.to_string())?;
 
-    let mut flags =
-        CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWCGROUP;
+    if let Some(adj) = spec.oom_score_adj {
+        // Inherited by the container's processes through fork and exec.
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
+            format!("oom_score_adj {adj}: {e} (lowering it needs CAP_SYS_RESOURCE)")
+        })?;
+    }
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWCGROUP;
     match &spec.namespaces.net {
         NetMode::New => flags |= CloneFlags::CLONE_NEWNET,
         NetMode::Join(path) => setns(&open_ns(path)?, CloneFlags::CLONE_NEWNET, path)?,
         NetMode::Host => {}
     }
     for (mode, kind, name) in [
+        (&spec.namespaces.uts, CloneFlags::CLONE_NEWUTS, "uts"),
         (&spec.namespaces.ipc, CloneFlags::CLONE_NEWIPC, "ipc"),
         (&spec.namespaces.pid, CloneFlags::CLONE_NEWPID, "pid"),
     ] {
@@ -216,6 +247,10 @@ fn create(spec: &ContainerSpec, cgroup_root: &Path, cgroup_path: &Path) -> Resul
     }
     tracing::debug!(?flags, "unshare");
     nix::sched::unshare(flags).map_err(|e| format!("unshare namespaces: {e}"))?;
+    if flags.contains(CloneFlags::CLONE_NEWNET) {
+        // A new network namespace starts with loopback down; Docker's `none` has it up.
+        loopback_up()?;
+    }
 
     let (status_r, status_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
@@ -223,8 +258,10 @@ fn create(spec: &ContainerSpec, cgroup_root: &Path, cgroup_path: &Path) -> Resul
     match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
         ForkResult::Child => {
             drop(status_r);
-            close_request_socket();
-            let message = container_process(spec, &privs, &status_w, cgroup_path);
+            if !terminal {
+                close_request_socket();
+            }
+            let message = container_process(spec, &privs, &status_w, cgroup_path, terminal);
             // After start the helper is gone: the error goes to the container's stderr.
             if nix::unistd::write(&status_w, format!("ERR {message}\n").as_bytes()).is_err() {
                 eprintln!("rcompose: service {}: {message}", spec.service);
@@ -254,17 +291,55 @@ fn create(spec: &ContainerSpec, cgroup_root: &Path, cgroup_path: &Path) -> Resul
     }
 }
 
+/// Bring `lo` of the caller's network namespace up (SIOCSIFFLAGS on a throwaway socket).
+fn loopback_up() -> Result<(), String> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| format!("loopback: socket: {e}"))?;
+    // SAFETY: an all-zero ifreq is valid; the name is copied in below, NUL-terminated.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we own; the union member
+    // used is ifru_flags, as the ioctls define.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) != 0 {
+            return Err(format!(
+                "loopback: get flags: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) != 0 {
+            return Err(format!(
+                "loopback: set up: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Runs as pid 1 of the new namespaces. Returns only on error (the message).
 fn container_process(
     spec: &ContainerSpec,
     privs: &Privileges,
     status: &OwnedFd,
     cgroup_path: &Path,
+    terminal: bool,
 ) -> String {
     if let Err(e) = nix::unistd::setsid() {
         return format!("setsid: {e}");
     }
-    if spec.process.tty {
+    // A terminal the caller gave (a pty of the host) as stdio becomes the controlling terminal
+    // here; a terminal of our own comes after the root filesystem (its devpts) exists.
+    if spec.process.tty && !terminal {
         // SAFETY: TIOCSCTTY on fd 0 (the pty slave) with arg 0 has no memory effects.
         if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
             return format!(
@@ -289,15 +364,27 @@ fn container_process(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    if let Err(e) = rootfs::setup(spec, &sysctls, cgroup_path) {
-        return e.to_string();
+    match rootfs::setup(spec, &sysctls, cgroup_path, terminal) {
+        Err(e) => return e.to_string(),
+        Ok(Some(pair)) => {
+            if let Err(e) = super::tty::become_terminal(&pair.slave)
+                .and_then(|_| super::tty::send_fd(3, &pair.master))
+            {
+                return e;
+            }
+            // The caller reads its reply until EOF: our copy of the socket goes now.
+            close_request_socket();
+        }
+        Ok(None) => {}
     }
-    if let Some(h) = &spec.hostname {
+    // With `uts: host` the names are the host's: never change them.
+    let own_uts = !matches!(spec.namespaces.uts, ShareMode::Host);
+    if let Some(h) = spec.hostname.as_ref().filter(|_| own_uts) {
         if let Err(e) = nix::unistd::sethostname(h) {
             return format!("set hostname {h:?}: {e}");
         }
     }
-    if let Some(d) = &spec.domainname {
+    if let Some(d) = spec.domainname.as_ref().filter(|_| own_uts) {
         // SAFETY: the pointer and length describe the string's bytes.
         if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
             return format!("set domainname {d:?}: {}", std::io::Error::last_os_error());
@@ -516,11 +603,11 @@ fn exec_in(
     exec: &ExecSpec,
     cgroup_root: &Path,
     cgroup_path: &Path,
+    terminal: bool,
 ) -> Result<i32, String> {
     let privs = privileges(spec, exec.privileged)?;
     let cg = cgroups::open(cgroup_root, cgroup_path);
-    cg.add_pid(std::process::id() as i32)
-        .map_err(|e| e.to_string())?;
+    cg.add_self_single_threaded().map_err(|e| e.to_string())?;
     // mnt goes last: after it, /proc/<target> paths would resolve inside the container.
     let kinds = [
         ("cgroup", CloneFlags::CLONE_NEWCGROUP),
@@ -543,6 +630,14 @@ fn exec_in(
         setns(f, *kind, path)?;
     }
     drop(files);
+    // After the mount namespace: /dev/ptmx is the container's devpts (its root is ours now).
+    let pair = if terminal {
+        let pair = super::tty::open_pair(Path::new("/dev/ptmx"))?;
+        super::tty::send_fd(3, &pair.master)?;
+        Some(pair)
+    } else {
+        None
+    };
     let (status_r, status_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     // SAFETY: the helper is single-threaded.
@@ -550,13 +645,15 @@ fn exec_in(
         ForkResult::Child => {
             drop(status_r);
             close_request_socket();
-            let message = exec_child(spec, exec, &privs);
+            let message = exec_child(spec, exec, &privs, pair.as_ref().map(|p| &p.slave));
             let _ = nix::unistd::write(&status_w, message.as_bytes());
             // SAFETY: _exit in the forked child.
             unsafe { libc::_exit(127) }
         }
         ForkResult::Parent { child } => {
             drop(status_w);
+            // The process and the caller hold the pty now; our copies must not keep it open.
+            drop(pair);
             let mut text = String::new();
             let _ = std::fs::File::from(status_r).read_to_string(&mut text);
             if text.is_empty() {
@@ -569,11 +666,20 @@ fn exec_in(
     }
 }
 
-fn exec_child(spec: &ContainerSpec, exec: &ExecSpec, privs: &Privileges) -> String {
+fn exec_child(
+    spec: &ContainerSpec,
+    exec: &ExecSpec,
+    privs: &Privileges,
+    terminal: Option<&OwnedFd>,
+) -> String {
     if let Err(e) = nix::unistd::setsid() {
         return format!("setsid: {e}");
     }
-    if exec.process.tty {
+    if let Some(slave) = terminal {
+        if let Err(e) = super::tty::become_terminal(slave) {
+            return e;
+        }
+    } else if exec.process.tty {
         // SAFETY: TIOCSCTTY on fd 0 with arg 0.
         if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
             return format!(

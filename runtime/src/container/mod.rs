@@ -26,8 +26,11 @@ pub mod helper;
 mod init;
 pub mod logs;
 pub mod rootfs;
+pub mod seccomp;
 pub mod security;
 pub mod spec;
+pub mod syscalls;
+pub mod tty;
 
 pub use cgroups::Stats;
 pub use helper::{helper_main, HELPER_ARG};
@@ -202,23 +205,111 @@ pub fn try_wait(pid: i32) -> std::io::Result<Option<ExitStatus>> {
     }
 }
 
-/// Sealed memfd copies of helper binaries, made once per process (CVE-2019-5736).
-fn sealed_helper(path: &Path) -> std::io::Result<PathBuf> {
+/// Sealed memfd copies of helper binaries, one per binary per process (CVE-2019-5736).
+fn sealed_copies(
+) -> std::sync::MutexGuard<'static, std::collections::HashMap<PathBuf, std::fs::File>> {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
     static SEALED: OnceLock<Mutex<HashMap<PathBuf, std::fs::File>>> = OnceLock::new();
-    let mut map = SEALED
+    SEALED
         .get_or_init(Default::default)
         .lock()
-        .unwrap_or_else(|e| e.into_inner());
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// Processes whose sealed helper copies this process may reuse (see [`reuse_sealed_helper_of`]).
+fn donors() -> std::sync::MutexGuard<'static, Vec<i32>> {
+    use std::sync::{Mutex, OnceLock};
+    static DONORS: OnceLock<Mutex<Vec<i32>>> = OnceLock::new();
+    DONORS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// How every sealed copy is made and checked: executable, close-on-exec, sealed against
+/// write, grow, shrink and further seal changes.
+fn seal_options(name: &std::ffi::CStr) -> pentacle::SealOptions<'_> {
+    pentacle::SealOptions::new()
+        .memfd_name(name)
+        .executable(true)
+        .close_on_exec(true)
+}
+
+/// The memfd name that carries the identity of the binary on disk it copies (device, inode,
+/// size, modification time), so another process can tell a copy of the same binary from a
+/// copy of an older one that was replaced since.
+fn sealed_name(path: &Path) -> std::io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok(format!(
+        "rcompose-helper-{:x}-{:x}-{:x}-{:x}.{:x}",
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec()
+    ))
+}
+
+/// Let this process reuse the sealed helper copy that process `pid` (the project's supervisor)
+/// made, instead of copying the binary again: a short-lived `rcompose exec` then starts its
+/// helper from the supervisor's memfd, reached through `/proc/<pid>/fd`. The copy is used only
+/// if it is a sealed copy of the very binary this process would seal; else [`Runtime`] copies
+/// as before.
+pub fn reuse_sealed_helper_of(pid: i32) {
+    let mut d = donors();
+    if !d.contains(&pid) {
+        d.push(pid);
+    }
+}
+
+/// Find, in a donor's descriptors, a sealed memfd named `name`, and open it for ourselves.
+fn adopt_sealed(pid: i32, name: &str) -> Option<std::fs::File> {
+    let want = format!("/memfd:{name} (deleted)");
+    let dir = format!("/proc/{pid}/fd");
+    for entry in std::fs::read_dir(&dir).ok()?.flatten() {
+        match std::fs::read_link(entry.path()) {
+            Ok(target) if target.as_os_str() == want.as_str() => {}
+            _ => continue,
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(entry.path())
+            .ok()?;
+        let cname = std::ffi::CString::new(name).ok()?;
+        if seal_options(&cname).is_sealed(&file) {
+            tracing::debug!(pid, fd = %entry.path().display(), "reuse sealed helper");
+            return Some(file);
+        }
+    }
+    None
+}
+
+/// The sealed memfd copy of the helper binary (CVE-2019-5736: a container process that
+/// reaches `/proc/<helper>/exe` finds this copy, which nobody can write, never the binary on
+/// disk): adopted from a donor process, or made once per process. Returns the path to exec.
+fn sealed_helper(path: &Path) -> std::io::Result<PathBuf> {
+    let mut map = sealed_copies();
     if !map.contains_key(path) {
-        let image = read_loadable_image(path)?;
-        let sealed = pentacle::SealOptions::new()
-            .executable(true)
-            .close_on_exec(true)
-            .copy_and_seal(&mut std::io::Cursor::new(image))?;
+        let name = sealed_name(path)?;
+        let donors = donors().clone();
+        let sealed = match donors.iter().find_map(|pid| adopt_sealed(*pid, &name)) {
+            Some(f) => f,
+            None => {
+                let cname = std::ffi::CString::new(name.as_str())
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+                let options = seal_options(&cname);
+                let mut file = options.create()?;
+                copy_loadable_image(path, &mut file)?;
+                options.seal(&mut file)?;
+                file
+            }
+        };
         map.insert(path.to_path_buf(), sealed);
-    } // Exec through the magic link: the fd is close-on-exec but still open while execve runs.
+    }
+    // Exec through the magic link: the fd is close-on-exec but still open while execve runs.
     Ok(PathBuf::from(format!(
         "/proc/self/fd/{}",
         map[path].as_raw_fd()
@@ -228,7 +319,9 @@ fn sealed_helper(path: &Path) -> std::io::Result<PathBuf> {
 /// The part of an ELF64 executable the kernel and the dynamic loader use: everything up to the
 /// end of the last segment, with the section header table dropped. Debug sections sit after
 /// the segments and are most of a release binary (35 MB of 36 here), so sealing only this
-/// makes the memfd copy ~30× smaller. `None` when the file is not a little-endian ELF64.
+/// makes the memfd copy ~30× smaller. `None` when the file is not a little-endian ELF64 (the
+/// reference [`copy_loadable_image`] is tested against).
+#[cfg(test)]
 fn loadable_image(elf: &[u8]) -> Option<Vec<u8>> {
     let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
     let u64_at = |o: usize| {
@@ -258,37 +351,69 @@ fn loadable_image(elf: &[u8]) -> Option<Vec<u8>> {
     Some(image)
 }
 
-/// Read only the loadable part of the helper binary (see [`loadable_image`]): the header and
-/// program headers first, then the segments; the whole file when it is not an ELF64.
-fn read_loadable_image(path: &Path) -> std::io::Result<Vec<u8>> {
+/// The length of the loadable part of an ELF64 file (see [`loadable_image`]) from its first
+/// bytes: the end of the last segment; `None` when `head` is not a little-endian ELF64 whose
+/// program headers it holds.
+fn loadable_len(head: &[u8], len: usize) -> Option<usize> {
+    if head.len() < 64 || !head.starts_with(b"\x7fELF\x02\x01") {
+        return None;
+    }
+    let phoff = u64::from_le_bytes(head[0x20..0x28].try_into().ok()?) as usize;
+    let phentsize = u16::from_le_bytes([head[0x36], head[0x37]]) as usize;
+    let phnum = u16::from_le_bytes([head[0x38], head[0x39]]) as usize;
+    if phoff + phentsize * phnum > head.len() {
+        return None;
+    }
+    let end = (0..phnum)
+        .map(|i| {
+            let ph = phoff + i * phentsize;
+            let off = u64::from_le_bytes(head[ph + 8..ph + 16].try_into().unwrap_or_default());
+            let size = u64::from_le_bytes(head[ph + 32..ph + 40].try_into().unwrap_or_default());
+            (off + size) as usize
+        })
+        .max()?;
+    (end <= len).then_some(end.max(head.len()))
+}
+
+/// Copy only the loadable part of the helper binary (see [`loadable_image`]) into `out` with
+/// sendfile (page cache to memfd in the kernel, no user-space buffer), then clear the section
+/// header fields; the whole file when it is not an ELF64.
+fn copy_loadable_image(path: &Path, out: &mut std::fs::File) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     let file = std::fs::File::open(path)?;
     let len = file.metadata()?.len() as usize;
     let mut head = vec![0u8; 4096.min(len)];
     file.read_exact_at(&mut head, 0)?;
-    let mut want = len;
-    if head.len() >= 64 && head.starts_with(b"\x7fELF\x02\x01") {
-        let phoff = u64::from_le_bytes(head[0x20..0x28].try_into().unwrap_or_default()) as usize;
-        let phentsize = u16::from_le_bytes([head[0x36], head[0x37]]) as usize;
-        let phnum = u16::from_le_bytes([head[0x38], head[0x39]]) as usize;
-        if phoff + phentsize * phnum <= head.len() {
-            want = (0..phnum)
-                .map(|i| {
-                    let ph = phoff + i * phentsize;
-                    let off =
-                        u64::from_le_bytes(head[ph + 8..ph + 16].try_into().unwrap_or_default());
-                    let size =
-                        u64::from_le_bytes(head[ph + 32..ph + 40].try_into().unwrap_or_default());
-                    (off + size) as usize
-                })
-                .max()
-                .unwrap_or(len)
-                .clamp(head.len(), len);
+    let want = loadable_len(&head, len);
+    let mut offset: libc::off_t = 0;
+    let total = want.unwrap_or(len);
+    while (offset as usize) < total {
+        // SAFETY: both descriptors are open for the call; `offset` is a live local the kernel
+        // advances.
+        let n = unsafe {
+            libc::sendfile(
+                out.as_raw_fd(),
+                file.as_raw_fd(),
+                &mut offset,
+                total - offset as usize,
+            )
+        };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("{} shrank while copied", path.display()),
+            ));
         }
     }
-    let mut bytes = vec![0u8; want];
-    file.read_exact_at(&mut bytes, 0)?;
-    Ok(loadable_image(&bytes).unwrap_or(bytes))
+    if want.is_some() {
+        // No section headers: e_shoff, e_shnum, e_shstrndx.
+        out.write_all_at(&[0u8; 8], 0x28)?;
+        out.write_all_at(&[0u8; 4], 0x3c)?;
+    }
+    Ok(())
 }
 
 impl Runtime {
@@ -301,13 +426,19 @@ impl Runtime {
         })
     }
 
+    /// Make the sealed helper copy now (a long-lived process does this once at start, so that
+    /// short-lived processes can [`reuse_sealed_helper_of`] it from the first `exec` on).
+    pub fn seal_helper(&self) -> std::io::Result<()> {
+        sealed_helper(&self.helper).map(drop)
+    }
+
     fn call_helper(
         &self,
         name: &str,
         request: &helper::Request,
         stdio: Stdio,
         prepare: impl FnOnce() -> std::result::Result<(), String>,
-    ) -> std::result::Result<i32, String> {
+    ) -> std::result::Result<(i32, Option<OwnedFd>), String> {
         let (ours, theirs) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
         let exe = sealed_helper(&self.helper)
             .map_err(|e| format!("seal helper {}: {e}", self.helper.display()))?;
@@ -351,13 +482,13 @@ impl Runtime {
         let sent = sock
             .write_all(&body)
             .and_then(|_| sock.shutdown(std::net::Shutdown::Write));
-        let mut reply = Vec::new();
-        let read = sock.read_to_end(&mut reply);
+        // The reply may carry a pty master (SCM_RIGHTS) before the JSON.
+        let read = tty::recv_all(&sock);
         let status = child.wait().map_err(|e| format!("wait for helper: {e}"))?;
         sent.map_err(|e| format!("send request to helper: {e}"))?;
-        read.map_err(|e| format!("read helper reply: {e}"))?;
+        let (reply, mut fds) = read.map_err(|e| format!("read helper reply: {e}"))?;
         match serde_json::from_slice::<helper::Reply>(&reply) {
-            Ok(helper::Reply::Ok { pid }) => Ok(pid),
+            Ok(helper::Reply::Ok { pid }) => Ok((pid, fds.pop())),
             Ok(helper::Reply::Err { message }) => Err(message),
             Err(_) => Err(format!("helper failed ({status})")),
         }
@@ -366,6 +497,38 @@ impl Runtime {
     /// Create the container: cgroup, namespaces, rootfs, mounts; pid 1 waits before exec.
     /// On any error nothing is left behind (no mount, cgroup or process).
     pub fn create(&self, spec: &ContainerSpec, stdio: Stdio) -> Result<Created> {
+        self.create_inner(spec, stdio, false).map(|(c, _)| c)
+    }
+
+    /// [`Runtime::create`] with a terminal of the container's own (Docker's `tty: true`): a
+    /// pty of the container's devpts is pid 1's stdin, stdout, stderr, controlling terminal and
+    /// `/dev/console`. Returns the pty master, which the caller relays (and resizes with
+    /// TIOCSWINSZ). `stdio` serves only until the terminal is in place (setup errors).
+    pub fn create_with_terminal(
+        &self,
+        spec: &ContainerSpec,
+        stdio: Stdio,
+    ) -> Result<(Created, OwnedFd)> {
+        let (created, master) = self.create_inner(spec, stdio, true)?;
+        match master {
+            Some(m) => Ok((created, m)),
+            None => {
+                let _ = cleanup(&created.state_dir);
+                Err(Error::Create {
+                    service: spec.service.clone(),
+                    name: spec.name.clone(),
+                    message: "terminal: the helper passed no pty master".into(),
+                })
+            }
+        }
+    }
+
+    fn create_inner(
+        &self,
+        spec: &ContainerSpec,
+        stdio: Stdio,
+        terminal: bool,
+    ) -> Result<(Created, Option<OwnedFd>)> {
         let span = tracing::debug_span!("container", name = %spec.name, service = %spec.service);
         let _g = span.enter();
         // Before anything exists: a global sysctl would change the host's kernel.
@@ -407,6 +570,7 @@ impl Runtime {
             spec: spec.clone(),
             cgroup_root: created.cgroup_root.clone(),
             cgroup_path: created.cgroup_path.clone(),
+            terminal,
         };
         let prepare = || {
             let cg = cgroups::open(&created.cgroup_root, &created.cgroup_path);
@@ -414,11 +578,11 @@ impl Runtime {
                 .map_err(|e| e.to_string())
         };
         match self.call_helper(&spec.name, &request, stdio, prepare) {
-            Ok(pid) => {
+            Ok((pid, master)) => {
                 created.pid = pid;
                 created.save()?;
                 tracing::debug!(pid, "container created");
-                Ok(created)
+                Ok((created, master))
             }
             Err(message) => {
                 let _ = cleanup(&spec.state_dir);
@@ -620,16 +784,45 @@ impl Created {
     /// Run a process inside the running container: all its namespaces, its cgroup, the
     /// container's security settings; user, env and working folder from `exec`.
     pub fn exec(&self, runtime: &Runtime, exec: &ExecSpec, stdio: Stdio) -> Result<ExecProcess> {
+        self.exec_inner(runtime, exec, stdio, false)
+            .map(|(pid, _)| ExecProcess { pid })
+    }
+
+    /// [`Created::exec`] on a terminal of the container's own: a new pty of the container's
+    /// devpts is the process's stdio and controlling terminal (`docker exec -t`). Returns the
+    /// pty master for the caller to relay. `stdio` serves only for errors before that.
+    pub fn exec_with_terminal(
+        &self,
+        runtime: &Runtime,
+        exec: &ExecSpec,
+        stdio: Stdio,
+    ) -> Result<(ExecProcess, OwnedFd)> {
+        let (pid, master) = self.exec_inner(runtime, exec, stdio, true)?;
+        let master = master.ok_or_else(|| Error::Exec {
+            service: self.service.clone(),
+            name: self.name.clone(),
+            message: "terminal: the helper passed no pty master".into(),
+        })?;
+        Ok((ExecProcess { pid }, master))
+    }
+
+    fn exec_inner(
+        &self,
+        runtime: &Runtime,
+        exec: &ExecSpec,
+        stdio: Stdio,
+        terminal: bool,
+    ) -> Result<(i32, Option<OwnedFd>)> {
         let request = helper::Request::Exec {
             target_pid: self.pid,
             spec: self.spec.clone(),
             exec: exec.clone(),
             cgroup_root: self.cgroup_root.clone(),
             cgroup_path: self.cgroup_path.clone(),
+            terminal,
         };
         runtime
             .call_helper(&self.name, &request, stdio, || Ok(()))
-            .map(|pid| ExecProcess { pid })
             .map_err(|message| Error::Exec {
                 service: self.service.clone(),
                 name: self.name.clone(),
@@ -709,6 +902,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_sealed_helper_copy_is_adopted_only_when_sealed_and_of_the_same_binary() {
+        use std::os::unix::fs::MetadataExt;
+        let exe = std::env::current_exe().unwrap();
+        let path = sealed_helper(&exe).unwrap();
+        let ours = std::fs::metadata(&path).unwrap();
+        let name = sealed_name(&exe).unwrap();
+        let me = std::process::id() as i32;
+        // Found in the donor's descriptors: the same memfd, read-only and sealed.
+        let adopted = adopt_sealed(me, &name).expect("sealed copy found");
+        assert_eq!(adopted.metadata().unwrap().ino(), ours.ino());
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(b"\x7fELF"));
+        assert!(written.is_err(), "the sealed copy took a write");
+        // A copy of another binary (or an older one) carries another name.
+        assert!(adopt_sealed(me, "rcompose-helper-0-0-0-0.0").is_none());
+        // An unsealed memfd with the right name is refused.
+        let cname = std::ffi::CString::new(format!("{name}-unsealed")).unwrap();
+        let _unsealed = seal_options(&cname).create().unwrap();
+        assert!(adopt_sealed(me, &format!("{name}-unsealed")).is_none());
+    }
+
+    #[test]
     fn loadable_image_keeps_segments_and_drops_section_headers() {
         let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
         let image = loadable_image(&exe).unwrap();
@@ -717,7 +934,11 @@ mod tests {
         assert_eq!(&image[0x28..0x30], &[0u8; 8]);
         assert!(loadable_image(b"#!/bin/sh\n").is_none());
         assert!(loadable_image(&exe[..100]).is_none());
-        let read = read_loadable_image(&std::env::current_exe().unwrap()).unwrap();
-        assert_eq!(read, image);
+        let mut out = tempfile::tempfile().unwrap();
+        copy_loadable_image(&std::env::current_exe().unwrap(), &mut out).unwrap();
+        let mut copied = Vec::new();
+        std::io::Seek::rewind(&mut out).unwrap();
+        out.read_to_end(&mut copied).unwrap();
+        assert_eq!(copied, image);
     }
 }

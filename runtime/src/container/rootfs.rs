@@ -33,6 +33,8 @@ pub enum RootfsError {
     NoLayers,
     #[error("mount target {0:?} must be an absolute path")]
     RelativeTarget(String),
+    #[error("{0}")]
+    Console(String),
 }
 
 type Result<T> = std::result::Result<T, RootfsError>;
@@ -206,7 +208,14 @@ pub const READONLY_PATHS: &[&str] = &[
 
 /// Build the whole filesystem view and pivot into it. `sysctls` are written once /proc is
 /// mounted and before /proc/sys turns read-only.
-pub fn setup(spec: &ContainerSpec, sysctls: &[(String, String)], cgroup_path: &Path) -> Result<()> {
+/// With `console`, a pty pair is allocated from the container's devpts and its slave bound on
+/// `/dev/console`; the pair is returned for the caller to install as stdio.
+pub fn setup(
+    spec: &ContainerSpec,
+    sysctls: &[(String, String)],
+    cgroup_path: &Path,
+    console: bool,
+) -> Result<Option<super::tty::Pair>> {
     // Nothing we mount may propagate back to the host.
     do_mount(
         None,
@@ -245,7 +254,7 @@ pub fn setup(spec: &ContainerSpec, sysctls: &[(String, String)], cgroup_path: &P
     }
 
     mount_cgroups(&sys_, spec.security.privileged, cgroup_path)?;
-    setup_dev(spec, &root)?;
+    let pair = setup_dev(spec, &root, console)?;
 
     for m in &spec.mounts {
         apply_mount(&root, m)?;
@@ -288,7 +297,8 @@ pub fn setup(spec: &ContainerSpec, sysctls: &[(String, String)], cgroup_path: &P
         bind(&root, &root, MsFlags::empty())?;
         remount_ro(&root, MsFlags::empty())?;
     }
-    pivot(&root)
+    pivot(&root)?;
+    Ok(pair)
 }
 
 /// The host's cgroup hierarchies under /sys/fs/cgroup, from our (still host-like) mountinfo:
@@ -365,7 +375,7 @@ fn remount_ro_fs(target: &Path, flags: MsFlags) -> Result<()> {
     .map_err(sys("remount read-only", target))
 }
 
-fn setup_dev(spec: &ContainerSpec, root: &Path) -> Result<()> {
+fn setup_dev(spec: &ContainerSpec, root: &Path, console: bool) -> Result<Option<super::tty::Pair>> {
     let dev = root.join("dev");
     mkdir_p(&dev)?;
     do_mount(
@@ -437,17 +447,33 @@ fn setup_dev(spec: &ContainerSpec, root: &Path) -> Result<()> {
         std::os::unix::fs::symlink(target, dev.join(link))
             .map_err(io("symlink", &dev.join(link)))?;
     }
-    if spec.process.tty {
-        // The pty slave given as stdin becomes /dev/console, as in Docker.
-        let console = dev.join("console");
-        touch(&console)?;
-        // Bind by path: the magic link /proc/self/fd/0 points into the host's mount namespace,
-        // which bind refuses (EINVAL); its path resolves in our copy of the host mounts.
-        let pty = fs::read_link("/proc/self/fd/0")
-            .map_err(io("read link", Path::new("/proc/self/fd/0")))?;
-        bind(&pty, &console, MsFlags::empty())?;
+    if !console {
+        if spec.process.tty {
+            // A pty the caller gave as stdio becomes /dev/console when the kernel lets us bind
+            // it (a pty of the test's own devpts does; the CLI's gets EINVAL, so `run -t` and
+            // `exec -t` use a terminal of the container's own instead).
+            let console = dev.join("console");
+            touch(&console)?;
+            // Bind by path: the magic link /proc/self/fd/0 points into the host's mount
+            // namespace, which bind refuses (EINVAL); its path resolves in our copy of the host
+            // mounts.
+            let pty = fs::read_link("/proc/self/fd/0")
+                .map_err(io("read link", Path::new("/proc/self/fd/0")))?;
+            bind(&pty, &console, MsFlags::empty())?;
+        }
+        return Ok(None);
     }
-    Ok(())
+    // A pty of the container's own devpts: its slave is /dev/console, as in Docker. (A pty
+    // of the host's devpts cannot be bound here: the bind fails with EINVAL.)
+    let pair = super::tty::open_pair(&dev.join("pts/ptmx")).map_err(RootfsError::Console)?;
+    let console = dev.join("console");
+    touch(&console)?;
+    bind(
+        &dev.join("pts").join(pair.number.to_string()),
+        &console,
+        MsFlags::empty(),
+    )?;
+    Ok(Some(pair))
 }
 
 fn make_device_node(host: &Path, target: &Path) -> Result<()> {

@@ -1,15 +1,11 @@
 //! Docker's security defaults, computed before the container starts and applied by the
 //! container process just before exec: capability sets (`cap_add` / `cap_drop` / `ALL` /
-//! `privileged`), the default seccomp filter, rlimits, and the user resolved through the
+//! `privileged`), rlimits (the seccomp profile is in [`super::seccomp`]), and the user resolved through the
 //! container's own `/etc/passwd` and `/etc/group`.
 
 use std::collections::BTreeSet;
 
 use caps::Capability;
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
-};
 
 use super::spec::SecuritySpec;
 
@@ -32,8 +28,6 @@ pub enum SecurityError {
     UnknownUser(String),
     #[error("group {0:?} not found in the container's /etc/group")]
     UnknownGroup(String),
-    #[error("seccomp filter: {0}")]
-    Seccomp(String),
 }
 
 /// Docker's default capability set (moby `oci/caps/defaults.go`).
@@ -153,145 +147,6 @@ pub fn check_ulimits(
             });
         }
         out.push((res, soft, hard));
-    }
-    Ok(out)
-}
-
-/// Syscalls Docker's default profile refuses to a container without the matching capability
-/// (moby `profiles/seccomp/default.json`). rcompose installs them as a deny list with EPERM; the
-/// ones gated on CAP_SYS_ADMIN, CAP_SYS_MODULE, CAP_SYS_BOOT, CAP_SYS_TIME, CAP_SYS_PTRACE,
-/// CAP_SYS_PACCT, CAP_SYS_RAWIO, CAP_SYS_NICE are allowed when the capability is granted.
-fn denied_syscalls(caps: &caps::CapsHashSet) -> Vec<i64> {
-    use libc::*;
-    let mut deny: Vec<i64> = vec![
-        SYS_add_key,
-        SYS_keyctl,
-        SYS_request_key,
-        SYS_kexec_file_load,
-        SYS_kexec_load,
-        SYS_userfaultfd,
-        SYS_uselib,
-        SYS_ustat,
-        SYS_sysfs,
-        SYS__sysctl,
-        SYS_nfsservctl,
-        SYS_vhangup,
-        SYS_get_mempolicy,
-        SYS_set_mempolicy,
-        SYS_mbind,
-        SYS_move_pages,
-        SYS_open_by_handle_at,
-        SYS_name_to_handle_at,
-        SYS_perf_event_open,
-        SYS_bpf,
-        SYS_fsopen,
-        SYS_fsconfig,
-        SYS_fsmount,
-        SYS_fspick,
-        SYS_open_tree,
-        SYS_move_mount,
-        SYS_mount_setattr,
-        SYS_quotactl,
-        SYS_lookup_dcookie,
-    ];
-    let gated: &[(Capability, &[i64])] = &[
-        (
-            Capability::CAP_SYS_ADMIN,
-            &[
-                SYS_mount,
-                SYS_umount2,
-                SYS_pivot_root,
-                SYS_setns,
-                SYS_unshare,
-                SYS_swapon,
-                SYS_swapoff,
-                SYS_sethostname,
-                SYS_setdomainname,
-                SYS_iopl,
-                SYS_ioperm,
-            ],
-        ),
-        (
-            Capability::CAP_SYS_MODULE,
-            &[SYS_init_module, SYS_finit_module, SYS_delete_module],
-        ),
-        (Capability::CAP_SYS_BOOT, &[SYS_reboot]),
-        (
-            Capability::CAP_SYS_TIME,
-            &[
-                SYS_settimeofday,
-                SYS_clock_settime,
-                SYS_clock_adjtime,
-                SYS_adjtimex,
-            ],
-        ),
-        (
-            Capability::CAP_SYS_PTRACE,
-            &[SYS_process_vm_readv, SYS_process_vm_writev, SYS_kcmp],
-        ),
-        (Capability::CAP_SYS_PACCT, &[SYS_acct]),
-        (Capability::CAP_SYS_RAWIO, &[SYS_iopl, SYS_ioperm]),
-    ];
-    for (cap, calls) in gated {
-        if !caps.contains(cap) {
-            deny.extend_from_slice(calls);
-        }
-    }
-    deny.sort_unstable();
-    deny.dedup();
-    deny
-}
-
-/// Docker's default seccomp policy compiled to BPF: returns the filters to install in order.
-/// `clone3` answers ENOSYS so libc falls back to `clone`, whose namespace flags can be checked.
-pub fn default_seccomp(caps: &caps::CapsHashSet) -> Result<Vec<BpfProgram>, SecurityError> {
-    let err = |e: seccompiler::BackendError| SecurityError::Seccomp(e.to_string());
-    let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(err)?;
-    let mut rules = std::collections::BTreeMap::new();
-    for nr in denied_syscalls(caps) {
-        rules.insert(nr, vec![]);
-    }
-    if !caps.contains(&Capability::CAP_SYS_ADMIN) {
-        // clone with a namespace flag (CLONE_NEWUSER too: no user namespaces from inside).
-        let ns_flags = [
-            libc::CLONE_NEWNS,
-            libc::CLONE_NEWUTS,
-            libc::CLONE_NEWIPC,
-            libc::CLONE_NEWUSER,
-            libc::CLONE_NEWPID,
-            libc::CLONE_NEWNET,
-            libc::CLONE_NEWCGROUP,
-        ];
-        let clone_rules = ns_flags
-            .iter()
-            .map(|&f| {
-                let f = f as u64;
-                SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(f), f)
-                    .and_then(|c| SeccompRule::new(vec![c]))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(err)?;
-        rules.insert(libc::SYS_clone, clone_rules);
-    }
-    let deny = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        arch,
-    )
-    .map_err(err)?;
-    let mut clone3 = std::collections::BTreeMap::new();
-    clone3.insert(libc::SYS_clone3, vec![]);
-    let nosys = SeccompFilter::new(
-        clone3,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::ENOSYS as u32),
-        arch,
-    )
-    .map_err(err)?;
-    let mut out = Vec::new();
-    for f in [nosys, deny] {
-        out.push(BpfProgram::try_from(f).map_err(err)?);
     }
     Ok(out)
 }
@@ -449,16 +304,6 @@ mod tests {
         assert!(
             matches!(capabilities(&s), Err(SecurityError::UnknownCapability(c)) if c == "CAP_FLY")
         );
-    }
-
-    #[test]
-    fn seccomp_compiles_and_gates_on_caps() {
-        let def = capabilities(&SecuritySpec::default()).unwrap();
-        assert!(denied_syscalls(&def).contains(&libc::SYS_mount));
-        let mut admin = def.clone();
-        admin.insert(Capability::CAP_SYS_ADMIN);
-        assert!(!denied_syscalls(&admin).contains(&libc::SYS_mount));
-        assert_eq!(default_seccomp(&def).unwrap().len(), 2);
     }
 
     #[test]

@@ -34,6 +34,10 @@ pub struct ContainerSpec {
     pub namespaces: NamespaceSpec,
     /// `init: true`: a tiny init is pid 1, forwards signals and reaps zombies.
     pub init: bool,
+    /// `oom_score_adj` (-1000..=1000) of the container's processes. Lowering it below the
+    /// caller's own needs CAP_SYS_RESOURCE.
+    #[serde(default)]
+    pub oom_score_adj: Option<i32>,
     /// Signal number for `stop` (default SIGTERM).
     pub stop_signal: Option<i32>,
 }
@@ -100,6 +104,113 @@ pub enum MountSpec {
     },
 }
 
+/// `volumes_from`: the volumes and bind mounts of `other` (not its tmpfs, nor the files rcompose
+/// binds itself), for a container whose own mounts are `own` (those win at the same target);
+/// `mode` `ro`/`rw` overrides each mount's read-only flag, none keeps it (Docker's rules).
+pub fn mounts_from(other: &ContainerSpec, mode: Option<&str>, own: &[MountSpec]) -> Vec<MountSpec> {
+    let target_of = |m: &MountSpec| match m {
+        MountSpec::Bind { target, .. }
+        | MountSpec::Volume { target, .. }
+        | MountSpec::Tmpfs { target, .. }
+        | MountSpec::File { target, .. } => target.clone(),
+    };
+    let force = match mode {
+        Some("ro") => Some(true),
+        Some("rw") => Some(false),
+        _ => None,
+    };
+    other
+        .mounts
+        .iter()
+        .filter(|m| matches!(m, MountSpec::Bind { .. } | MountSpec::Volume { .. }))
+        .filter(|m| !own.iter().any(|o| target_of(o) == target_of(m)))
+        .map(|m| {
+            let mut m = m.clone();
+            if let (
+                Some(ro),
+                MountSpec::Bind { read_only, .. } | MountSpec::Volume { read_only, .. },
+            ) = (force, &mut m)
+            {
+                *read_only = ro;
+            }
+            // The volume is filled already (or on purpose not): never copy image content into it
+            // from this container's image.
+            if let MountSpec::Volume { nocopy, .. } = &mut m {
+                *nocopy = true;
+            }
+            m
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod mounts_from_tests {
+    use super::*;
+
+    #[test]
+    fn volumes_and_binds_are_shared_with_the_mode_and_own_mounts_win() {
+        let bind = |t: &str, ro| MountSpec::Bind {
+            source: "/h".into(),
+            target: t.into(),
+            read_only: ro,
+            propagation: None,
+            create_host_path: false,
+        };
+        let other = ContainerSpec {
+            mounts: vec![
+                bind("/a", false),
+                MountSpec::Volume {
+                    source: "/v".into(),
+                    target: "/data".into(),
+                    read_only: true,
+                    nocopy: false,
+                },
+                MountSpec::Tmpfs {
+                    target: "/t".into(),
+                    size: None,
+                    mode: None,
+                },
+                MountSpec::File {
+                    source: "/f".into(),
+                    target: "/etc/hosts".into(),
+                    read_only: true,
+                },
+                bind("/mine", false),
+            ],
+            ..Default::default()
+        };
+        let own = vec![bind("/mine", true)];
+        let ro = mounts_from(&other, Some("ro"), &own);
+        assert_eq!(ro.len(), 2);
+        assert_eq!(ro[0], bind("/a", true));
+        assert!(matches!(
+            &ro[1],
+            MountSpec::Volume {
+                read_only: true,
+                nocopy: true,
+                ..
+            }
+        ));
+        let rw = mounts_from(&other, Some("rw"), &own);
+        assert!(matches!(
+            &rw[1],
+            MountSpec::Volume {
+                read_only: false,
+                ..
+            }
+        ));
+        let kept = mounts_from(&other, None, &own);
+        assert_eq!(kept[0], bind("/a", false));
+        assert!(matches!(
+            &kept[1],
+            MountSpec::Volume {
+                read_only: true,
+                ..
+            }
+        ));
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Propagation {
@@ -131,6 +242,10 @@ pub struct Resources {
     pub pids_limit: Option<i64>,
     /// blkio weight 10..=1000.
     pub blkio_weight: Option<u16>,
+    /// `oom_kill_disable`: the kernel's OOM killer spares the cgroup (v1
+    /// `memory.oom_control`; v2 has no such switch and warns).
+    #[serde(default)]
+    pub oom_kill_disable: bool,
 }
 
 /// Security settings; defaults are Docker's.
@@ -143,6 +258,10 @@ pub struct SecuritySpec {
     pub privileged: bool,
     /// `security_opt: seccomp=unconfined` turns the default profile off.
     pub seccomp_unconfined: bool,
+    /// `security_opt: seccomp=<file>`: a profile in Docker's JSON format, instead of the
+    /// default one (the caller reads the file; the runtime parses and compiles it at create).
+    #[serde(default)]
+    pub seccomp_profile: Option<SeccompProfileFile>,
     /// `security_opt: no-new-privileges`.
     pub no_new_privileges: bool,
     /// `ulimits`: name (`nofile`, `nproc`, ...) → (soft, hard).
@@ -151,6 +270,13 @@ pub struct SecuritySpec {
     pub sysctls: BTreeMap<String, String>,
     /// `devices`: host path → container path with permissions (`rwm`).
     pub devices: Vec<DeviceSpec>,
+}
+
+/// A custom seccomp profile: where it came from (for messages) and its JSON text.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SeccompProfileFile {
+    pub path: String,
+    pub json: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -166,6 +292,9 @@ pub struct NamespaceSpec {
     pub net: NetMode,
     pub pid: ShareMode,
     pub ipc: ShareMode,
+    /// `uts: host`: the host's hostname namespace (then `hostname`/`domainname` are not set).
+    #[serde(default)]
+    pub uts: ShareMode,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

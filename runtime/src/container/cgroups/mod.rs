@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::spec::Resources;
 
+pub mod devices_bpf;
 pub mod v1;
 pub mod v2;
 
@@ -48,6 +49,11 @@ pub trait Cgroup: std::fmt::Debug + Send + Sync {
     fn create(&self, resources: &Resources, devices: &DeviceRules) -> Result<()>;
     /// Move a process (0 = the caller) into the cgroup.
     fn add_pid(&self, pid: i32) -> Result<()>;
+    /// Move the calling process, which must have a single thread (the helper), into the cgroup
+    /// by the cheapest way the hierarchy offers.
+    fn add_self_single_threaded(&self) -> Result<()> {
+        self.add_pid(std::process::id() as i32)
+    }
     /// Every process in the cgroup.
     fn pids(&self) -> Result<Vec<i32>>;
     fn freeze(&self) -> Result<()>;
@@ -59,7 +65,8 @@ pub trait Cgroup: std::fmt::Debug + Send + Sync {
     fn paths(&self) -> Vec<PathBuf>;
 }
 
-/// Device access rules for the devices controller (v1; v2 would need eBPF and is not done).
+/// Device access rules: v1's devices controller files, or v2's eBPF device program
+/// ([`devices_bpf`]).
 #[derive(Debug, Clone, Default)]
 pub struct DeviceRules {
     /// `true`: `a *:* rwm` (privileged).

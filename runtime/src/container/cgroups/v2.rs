@@ -1,6 +1,6 @@
 //! cgroup v2: one unified hierarchy. Controllers must be enabled in the parent's
-//! `cgroup.subtree_control` before their files appear in the child. The device controller
-//! needs eBPF on v2 and is not implemented.
+//! `cgroup.subtree_control` before their files appear in the child. Device access is an eBPF
+//! program attached to the cgroup ([`super::devices_bpf`]).
 
 use std::path::{Path, PathBuf};
 
@@ -59,10 +59,14 @@ pub fn shares_to_weight(shares: u64) -> u64 {
 }
 
 impl Cgroup for V2 {
-    fn create(&self, r: &Resources, _devices: &DeviceRules) -> Result<()> {
+    fn create(&self, r: &Resources, devices: &DeviceRules) -> Result<()> {
         let dir = self.dir();
         mkdir(&dir)?;
         self.enable_controllers()?;
+        super::devices_bpf::attach(&dir, devices)?;
+        if r.oom_kill_disable {
+            tracing::warn!("oom_kill_disable ignored: cgroup v2 has no switch for the OOM killer");
+        }
         if let Some(m) = r.memory {
             write(&dir.join("memory.max"), &m.to_string())?;
             if let Some(s) = r.memory_swap {
