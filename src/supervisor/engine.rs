@@ -1565,6 +1565,13 @@ impl ContainerBackend for Arc<Engine> {
                 }
             });
         }
+        if spec.process.args.is_empty() {
+            return Err(cerr(
+                name,
+                "no command specified: the image has no entrypoint or cmd; set `command:` or \
+                 `entrypoint:` for the service",
+            ));
+        }
         let command = spec.process.args.clone();
         let created = self.runtime_create(&spec, name)?;
         self.live
