@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use crate::supervisor::daemon::{self, Supervisor};
 use crate::supervisor::engine::Engine;
@@ -23,14 +23,13 @@ use super::up::UpArgs;
 
 /// `rcompose up`.
 pub fn up(g: &GlobalArgs, args: UpArgs) -> Result<ExitCode> {
-    if args.build {
-        bail!("--build: rcompose has no image builder; build the image elsewhere and import it");
-    }
     let ctx = Ctx::with_project(g, &args.services)?;
     // Refused before a supervisor starts or anything is created.
     for svc in ctx.project.iter().flat_map(|p| p.services.values()) {
         crate::supervisor::spec::check_service(svc).map_err(anyhow::Error::msg)?;
     }
+    // Images of `build:` services first (the selected ones and their dependencies).
+    super::build::before_start(g, &ctx, &args.services, args.build, args.no_build)?;
     let options = UpOptions {
         services: args.services.clone(),
         no_deps: args.no_deps,

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod backend;
+pub mod build;
 pub mod daemon;
 pub mod engine;
 pub mod events;
