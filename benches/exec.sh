@@ -8,24 +8,17 @@
 # (for strace/perf).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-rc="${1:-}"
+. "$repo/benches/lib.sh"
 runs=${RUNS:-60}
-if [ -z "$rc" ]; then
-  cargo build --release --manifest-path "$repo/Cargo.toml" -p rcompose >&2
-  rc="${CARGO_TARGET_DIR:-$repo/target}/release/rcompose"
-fi
+rc="$(bench_rcompose "$repo" "${1:-}")"
 work="$(mktemp -d /tmp/rc-bench-exec-XXXXXX)"
 export RCOMPOSE_ROOT="$work/root" RCOMPOSE_RUN="$work/run" RCOMPOSE_NETWORK_POOL=10.213.241.0/24
 export COMPOSE_PROGRESS=quiet
 cleanup() { (cd "$work/stack" && "$rc" down -t 0 >/dev/null 2>&1) || true; rm -rf "$work"; }
 [ -n "${KEEP:-}" ] || trap cleanup EXIT
 
-mkdir -p "$work/rootfs/bin" "$work/rootfs/etc" "$work/stack"
-cp /usr/bin/busybox "$work/rootfs/bin/"
-for a in $("$work/rootfs/bin/busybox" --list); do [ "$a" = busybox ] || ln -sf busybox "$work/rootfs/bin/$a"; done
-echo 'root:x:0:0:root:/root:/bin/sh' > "$work/rootfs/etc/passwd"
-echo 'root:x:0:' > "$work/rootfs/etc/group"
-tar -C "$work/rootfs" -cf - . | "$rc" image import - bench/busybox:latest >/dev/null
+mkdir -p "$work/stack"
+bench_busybox_image "$rc" "$work/rootfs" bench/busybox:latest
 printf 'name: bexec\nservices:\n  s:\n    image: bench/busybox:latest\n    command: ["sleep", "100000"]\n' \
   > "$work/stack/compose.yaml"
 cd "$work/stack"

@@ -12,8 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-5}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-cargo build --release -p rcompose -q
-BIN=$(realpath "$CARGO_TARGET_DIR/release/rcompose")
+. benches/lib.sh
+BIN=$(bench_rcompose "$PWD")
 
 W=$(mktemp -d /var/tmp/rcompose-bench-pull.XXXXXX)
 REG_PID=

@@ -5,11 +5,8 @@
 #   benches/stack.sh [path/to/rcompose]   (default: a release build of this checkout)
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-rc="${1:-}"
-if [ -z "$rc" ]; then
-  cargo build --release --manifest-path "$repo/Cargo.toml" -p rcompose >&2
-  rc="${CARGO_TARGET_DIR:-$repo/target}/release/rcompose"
-fi
+. "$repo/benches/lib.sh"
+rc="$(bench_rcompose "$repo" "${1:-}")"
 work="$(mktemp -d /tmp/rc-bench-XXXXXX)"
 export RCOMPOSE_ROOT="$work/root" RCOMPOSE_RUN="$work/run" RCOMPOSE_NETWORK_POOL=10.213.240.0/24
 export COMPOSE_PROGRESS=quiet
@@ -17,12 +14,8 @@ cleanup() { (cd "$work/stack" && "$rc" down -t 0 >/dev/null 2>&1) || true; rm -r
 trap cleanup EXIT
 
 # The image: busybox and its applets in one layer.
-mkdir -p "$work/rootfs/bin" "$work/rootfs/etc" "$work/stack"
-cp /usr/bin/busybox "$work/rootfs/bin/"
-for a in $("$work/rootfs/bin/busybox" --list); do [ "$a" = busybox ] || ln -sf busybox "$work/rootfs/bin/$a"; done
-echo 'root:x:0:0:root:/root:/bin/sh' > "$work/rootfs/etc/passwd"
-echo 'root:x:0:' > "$work/rootfs/etc/group"
-tar -C "$work/rootfs" -cf - . | "$rc" image import - bench/busybox:latest >/dev/null
+mkdir -p "$work/stack"
+bench_busybox_image "$rc" "$work/rootfs" bench/busybox:latest
 
 {
   echo "name: bench"

@@ -13,8 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-5}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-cargo build --release -p rcompose -q
-BIN=$(realpath "$CARGO_TARGET_DIR/release/rcompose")
+. benches/lib.sh
+BIN=$(bench_rcompose "$PWD")
 
 W=$(mktemp -d /var/tmp/rcompose-bench-verbs.XXXXXX)
 export RCOMPOSE_ROOT=$W/root RCOMPOSE_RUN=$W/run RCOMPOSE_NETWORK_POOL=10.213.250.0/24 COMPOSE_PROGRESS=quiet
@@ -27,12 +27,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-mkdir -p "$W/rootfs/bin" "$W/rootfs/etc" "$W/rootfs/tmp" "$W/p"
-cp /usr/bin/busybox "$W/rootfs/bin/busybox"
-for a in $(/usr/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$W/rootfs/bin/$a"; done
-echo 'root:x:0:0:root:/root:/bin/sh' > "$W/rootfs/etc/passwd"
-tar -C "$W/rootfs" -cf "$W/bb.tar" .
-"$BIN" image import "$W/bb.tar" bench/bb:1 >/dev/null
+mkdir -p "$W/p"
+bench_busybox_image "$BIN" "$W/rootfs" bench/bb:1
 cat > "$W/p/compose.yaml" <<YML
 services:
   app:

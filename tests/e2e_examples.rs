@@ -129,3 +129,57 @@ fn the_chat_example_finds_the_hub_by_name() {
     s.ok(&["-f", &file, "down", "-v", "-t", "1"]);
     s.assert_no_leaks();
 }
+
+#[test]
+fn the_build_example_builds_its_image_and_serves_it() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = Stack::new("build-e2e", 44, "services: {}\n");
+    with_demo_image(&s);
+    let file = example("build");
+    let up = |extra: &[&str]| {
+        let mut args = vec![
+            "-f",
+            file.as_str(),
+            "up",
+            "-d",
+            "--wait",
+            "--wait-timeout",
+            "60",
+        ];
+        args.extend_from_slice(extra);
+        let out = s
+            .cmd(&args)
+            .env("BUILD_PORT", port.to_string())
+            .env("GREETING", "howdy")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    up(&[]);
+    let page = http_get(port, "/").unwrap_or_default();
+    assert!(page.contains("howdy from an image"), "{page:?}");
+    // The one-shot reached the built service by name once it was healthy.
+    eventually(Duration::from_secs(15), "check's output", || {
+        s.ok(&["-f", &file, "logs", "--no-log-prefix", "check"]) == "howdy from an image\n"
+    });
+    // The multi-stage build left only the final stage's files, .dockerignore kept the
+    // Dockerfile out, and the image carries the Dockerfile's metadata.
+    let inspect = s.ok(&["image", "inspect", "build-example/site:latest"]);
+    assert!(inspect.contains("rcompose build example"), "{inspect}");
+    let ls = s.ok(&["-f", &file, "exec", "-T", "site", "ls", "/srv/www"]);
+    assert_eq!(ls, "index.html\nsize.txt\n");
+    // A second `up --build` with nothing changed is all cache hits and keeps the container.
+    let before = s.container("build-e2e-site-1").unwrap()["ID"].clone();
+    up(&["--build"]);
+    assert_eq!(s.container("build-e2e-site-1").unwrap()["ID"], before);
+    s.ok(&["-f", &file, "down", "-v", "-t", "1"]);
+    s.assert_no_leaks();
+}

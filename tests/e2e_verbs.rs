@@ -274,6 +274,8 @@ services:
     image: IMAGE
     command: ["echo", "default command"]
     depends_on: [db]
+  bare:
+    image: IMAGE
 "#
         .replace("IMAGE", IMAGE),
     );
@@ -300,6 +302,15 @@ services:
         .join("projects/runs/oneoff")
         .read_dir()
         .is_ok_and(|mut d| d.next().is_some()));
+    // An image with neither entrypoint nor cmd: the one-off's command is enough.
+    let out = s.rc(&["run", "--rm", "-T", "bare", "echo", "bare ran"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "bare ran\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success());
     // Without --rm the one-off is kept until `down`.
     assert_eq!(s.ok(&["run", "-T", "app"]), "default command\n");
     assert_eq!(

@@ -78,7 +78,7 @@ pub struct RmArgs {
 /// `rcompose create`
 #[derive(Debug, Clone, Args)]
 pub struct CreateArgs {
-    /// Build images before starting containers (rcompose has no builder: rejected)
+    /// Build images before starting containers
     #[arg(long)]
     pub build: bool,
     /// Recreate containers even if their configuration and image haven't changed

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 pub mod attach;
+pub mod build;
 pub mod commit;
 pub mod config;
 pub mod detach;
@@ -47,6 +48,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Build or rebuild services
+    Build(build::BuildArgs),
     /// Parse, resolve and render the compose file in canonical format
     Config(config::ConfigArgs),
     /// Create and start containers
@@ -140,6 +143,7 @@ pub fn main() -> ExitCode {
     let g = &cli.global;
     let result = match cli.command {
         Command::Version(args) => version::run(g, args),
+        Command::Build(a) => build::run(g, a),
         Command::Config(args) => config::run(g, args),
         Command::Image(args) => image::run(g, args),
         Command::Network(args) => network::run(g, args),

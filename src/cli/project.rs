@@ -106,12 +106,19 @@ impl Ctx {
         Ok(StateStore::new(self.paths.clone()).load_or_new()?)
     }
 
-    /// Arguments that start a detached supervisor for this project.
+    /// Arguments that start a detached supervisor for this project (absolute paths: the
+    /// supervisor runs in `/`).
     pub fn supervisor_args(&self) -> Vec<String> {
+        let abs = |p: &std::path::Path| {
+            std::path::absolute(p)
+                .unwrap_or_else(|_| p.to_path_buf())
+                .display()
+                .to_string()
+        };
         vec![
             super::SUPERVISE_ARG.into(),
-            self.global.root.display().to_string(),
-            self.global.run_dir.display().to_string(),
+            abs(&self.global.root),
+            abs(&self.global.run_dir),
             self.name.clone(),
         ]
     }

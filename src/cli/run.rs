@@ -5,7 +5,7 @@ use clap::Args;
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// Build image before starting container (rcompose has no builder: rejected)
+    /// Build image before starting container
     #[arg(long)]
     pub build: bool,
     /// Add Linux capabilities
@@ -109,10 +109,8 @@ fn dup(fd: impl AsFd) -> Result<OwnedFd> {
 /// dependencies started first (through the project's supervisor), attached to this terminal;
 /// the exit code is passed through.
 pub fn run(g: &GlobalArgs, a: RunArgs) -> Result<ExitCode> {
-    if a.build {
-        bail!("--build: rcompose has no image builder");
-    }
     let ctx = Ctx::with_project(g, std::slice::from_ref(&a.service))?;
+    super::build::before_start(g, &ctx, std::slice::from_ref(&a.service), a.build, false)?;
     let mut project = ctx.project.clone().expect("loaded");
     let Some(svc) = project.services.get_mut(&a.service) else {
         bail!("no such service: {}", a.service);

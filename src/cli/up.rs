@@ -74,7 +74,7 @@ pub struct UpArgs {
     /// Maximum duration in seconds to wait for the project to be running|healthy
     #[arg(long, value_name = "SECONDS")]
     pub wait_timeout: Option<u64>,
-    /// Build images before starting containers (rcompose has no builder: rejected)
+    /// Build images before starting containers
     #[arg(long)]
     pub build: bool,
     /// Don't build an image, even if it's policy

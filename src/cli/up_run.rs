@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use crate::supervisor::daemon::{self, Supervisor};
 use crate::supervisor::engine::Engine;
@@ -23,9 +23,6 @@ use super::up::UpArgs;
 
 /// `rcompose up`.
 pub fn up(g: &GlobalArgs, args: UpArgs) -> Result<ExitCode> {
-    if args.build {
-        bail!("--build: rcompose has no image builder; build the image elsewhere and import it");
-    }
     let ctx = Ctx::with_project(g, &args.services)?;
     // Refused before a supervisor starts or anything is created.
     for p in ctx.project.iter() {
@@ -34,6 +31,8 @@ pub fn up(g: &GlobalArgs, args: UpArgs) -> Result<ExitCode> {
         }
         crate::supervisor::spec::check_platforms(p, &ctx.paths.root).map_err(anyhow::Error::msg)?;
     }
+    // Images of `build:` services first (the selected ones and their dependencies).
+    super::build::before_start(g, &ctx, &args.services, args.build, args.no_build)?;
     let options = UpOptions {
         services: args.services.clone(),
         no_deps: args.no_deps,

@@ -218,9 +218,10 @@ pub fn running(paths: &ProjectPaths) -> bool {
     paths.socket().exists() && api::ping(&paths.socket())
 }
 
-/// Start a detached supervisor: this binary re-executed as `__supervise`, in its own process
-/// group (a Ctrl-C in the user's terminal does not reach it), output to `supervisor.log`.
-/// Returns once it answers on its socket.
+/// Start a detached supervisor: this binary re-executed as `__supervise`, in its own session
+/// (a Ctrl-C or hang-up of the user's terminal does not reach it), in `/`, with stdin from
+/// /dev/null, output to `supervisor.log` and no other descriptor of the caller (see
+/// [`super::fds::detach`]). Returns once it answers on its socket.
 pub fn spawn(paths: &ProjectPaths, exe_args: &[String]) -> Result<(), DaemonError> {
     let fail = |detail: String| DaemonError::Spawn {
         project: paths.project.clone(),
@@ -239,7 +240,7 @@ pub fn spawn(paths: &ProjectPaths, exe_args: &[String]) -> Result<(), DaemonErro
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| fail(e.to_string()))?)
         .stderr(log);
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    super::fds::detach(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| fail(e.to_string()))?;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {

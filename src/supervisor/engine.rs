@@ -192,7 +192,10 @@ impl Engine {
 
     /// Set the compose project (from `up`, or a later `up` with a changed file).
     pub fn set_project(&self, project: compose::Project) {
-        let desired = spec::desired(&project);
+        let mut desired = spec::desired(&project);
+        if let Ok(store) = self.images() {
+            super::build::fold_image_ids(&project, &mut desired, store);
+        }
         {
             let mut st = self.lock_state();
             st.working_dir = project.working_dir.clone();
@@ -1929,6 +1932,13 @@ impl ContainerBackend for Arc<Engine> {
                         .insert("com.docker.compose.oneoff".into(), "True".into());
                 }
             });
+        }
+        if spec.process.args.is_empty() {
+            return Err(cerr(
+                name,
+                "no command specified: the image has no entrypoint or cmd; set `command:` or \
+                 `entrypoint:` for the service",
+            ));
         }
         let command = spec.process.args.clone();
         let created = self.runtime_create(&spec, name)?;

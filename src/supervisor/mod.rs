@@ -8,10 +8,12 @@
 
 pub mod api;
 pub mod backend;
+pub mod build;
 pub mod daemon;
 pub mod engine;
 pub mod events;
 pub mod execute;
+pub mod fds;
 pub mod journal;
 pub mod logs;
 pub mod model;

@@ -133,7 +133,13 @@ pub fn reconcile_up(desired: &DesiredProject, observed: &Observed, opts: &UpOpti
         if image_steps.contains_key(svc.image.as_str()) {
             continue;
         }
-        let policy = opts.pull.as_deref().unwrap_or(&svc.pull_policy);
+        // A locally built image (`build`, see `supervisor::build`) is never pulled, not even
+        // with `--pull always`.
+        let policy = if svc.pull_policy == "build" {
+            "build"
+        } else {
+            opts.pull.as_deref().unwrap_or(&svc.pull_policy)
+        };
         let present = observed.images_present.contains(&svc.image);
         let cause = match (policy, present) {
             ("always", _) => Some("pull_policy always".to_string()),

@@ -424,10 +424,8 @@ pub fn container_spec(
                 .unwrap_or_default(),
         ),
     };
+    // May be empty: a one-off's command is applied later; the engine refuses an empty one.
     let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
-    if args.is_empty() {
-        return Err("no command specified (the image has no entrypoint or cmd)".into());
-    }
     let mut env: Vec<String> = cfg.env.clone();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.insert(

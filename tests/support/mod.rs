@@ -26,57 +26,13 @@ pub struct Stack {
     down_on_drop: bool,
 }
 
-/// Poll `f` every 20 ms until it is true or `timeout` passes.
-pub fn eventually(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
-}
+#[allow(unused_imports)]
+pub use testkit::eventually;
 
-/// A rootfs tarball of the host's static busybox (applet links, passwd, group) in `dir`.
+/// A rootfs tarball of the host's static busybox (applet links, passwd, group, `/data`) in
+/// `dir`.
 fn busybox_tar(dir: &Path) -> PathBuf {
-    {
-        assert!(
-            Path::new("/usr/bin/busybox").exists(),
-            "the end-to-end tests need Debian's busybox-static (/usr/bin/busybox)"
-        );
-        let rootfs = dir.join("rootfs");
-        for d in ["bin", "etc", "tmp", "data"] {
-            std::fs::create_dir_all(rootfs.join(d)).unwrap();
-        }
-        std::fs::copy("/usr/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-        let list = Command::new("/usr/bin/busybox")
-            .arg("--list")
-            .output()
-            .unwrap();
-        for applet in String::from_utf8_lossy(&list.stdout).lines() {
-            if applet != "busybox" {
-                let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet));
-            }
-        }
-        std::fs::write(
-            rootfs.join("etc/passwd"),
-            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
-        )
-        .unwrap();
-        std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
-        let tar = dir.join("busybox.tar");
-        let st = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(st.success(), "tar of the busybox rootfs failed");
-        tar
-    }
+    testkit::busybox::Rootfs::new().dirs(&["data"]).tar(dir)
 }
 
 impl Stack {
@@ -179,75 +135,29 @@ impl Stack {
 
     /// Everything of this root still present on the machine, as readable lines.
     pub fn leaks(&self) -> Vec<String> {
-        let mut leaks = Vec::new();
+        use testkit::leaks;
         let root = self.root.to_string_lossy().to_string();
         let run = self.run.to_string_lossy().to_string();
-        // Processes whose command line or open files mention the root or run dir.
-        for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            if pid == std::process::id() as i32 {
-                continue;
-            }
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmd.contains(&root) || cmd.contains(&run) {
-                leaks.push(format!("process {pid}: {cmd}"));
-                continue;
-            }
-            if let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/root")) {
-                if cwd.to_string_lossy().contains(&root) {
-                    leaks.push(format!("process {pid} rooted in {}", cwd.display()));
-                }
-            }
-        }
-        // Mounts.
-        let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        for l in mi.lines() {
-            if l.contains(&root) || l.contains(&run) {
-                leaks.push(format!("mount: {l}"));
-            }
-        }
+        // Processes whose command line mentions the root or run dir, or rooted in the root.
+        let mut leaks = leaks::processes(&[&root, &run], &[&root]);
+        leaks.extend(leaks::mounts(&[&root, &run]));
         // Interfaces and nft table of this root (names carry the root hash).
         let nets = network::Networks::new(&self.root);
-        let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
-        for l in String::from_utf8_lossy(&links.stdout).lines() {
-            if l.contains(&nets.iface_prefix()) {
-                leaks.push(format!("interface: {l}"));
-            }
-        }
-        let tables = Command::new("nft")
-            .args(["list", "tables"])
-            .output()
-            .unwrap();
-        if String::from_utf8_lossy(&tables.stdout).contains(&nets.nft_table()) {
-            leaks.push(format!("nft table {}", nets.nft_table()));
-        }
+        leaks.extend(
+            leaks::links_with_prefix(&nets.iface_prefix())
+                .into_iter()
+                .map(|l| format!("interface: {l}")),
+        );
+        leaks.extend(leaks::nft_tables(&nets.nft_table()));
         // cgroups: `rcompose-<roothash>` under any controller, with children.
-        let cg = format!(
+        leaks.extend(leaks::cgroup_children(&format!(
             "rcompose-{}",
             runtime::container::cgroups::root_hash(&self.root)
-        );
-        for ctl in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-            let dir = ctl.path().join(&cg);
-            if let Ok(rd) = std::fs::read_dir(&dir) {
-                for child in rd.flatten() {
-                    if child.path().is_dir() {
-                        leaks.push(format!("cgroup {}", child.path().display()));
-                    }
-                }
-            }
-        }
+        )));
         // Project state and run files.
         let pdir = self.root.join("projects").join(&self.project);
-        if pdir.exists() {
-            leaks.push(format!("state folder {}", pdir.display()));
-        }
-        let rdir = self.run.join(&self.project);
-        if rdir.exists() {
-            leaks.push(format!("run folder {}", rdir.display()));
-        }
+        leaks.extend(leaks::path("state folder", &pdir));
+        leaks.extend(leaks::path("run folder", &self.run.join(&self.project)));
         leaks
     }
 

@@ -6,22 +6,14 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use network::{Netns, Networks, Pool};
 
-/// Polls `f` until it returns Ok or `timeout` passes; returns the last error.
-pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Result<T>) -> Result<T> {
-    let start = Instant::now();
-    loop {
-        match f() {
-            Ok(v) => return Ok(v),
-            Err(e) if start.elapsed() > timeout => return Err(e),
-            Err(_) => std::thread::sleep(Duration::from_millis(25)),
-        }
-    }
-}
+#[allow(unused_imports)]
+pub use testkit::leaks::links_with_prefix;
+#[allow(unused_imports)]
+pub use testkit::{eventually_ok as eventually, free_port};
 
 /// Checks the tools the tests need; a missing one is a loud failure.
 pub fn require_tools() {
@@ -230,17 +222,6 @@ pub fn addrs(pin: Option<&Path>, dev: &str) -> Vec<String> {
         .collect()
 }
 
-/// Names of host links starting with `prefix`.
-pub fn links_with_prefix(prefix: &str) -> Vec<String> {
-    ip_json(None, &["link", "show"])
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|l| l["ifname"].as_str().map(str::to_owned))
-        .filter(|n| n.starts_with(prefix))
-        .collect()
-}
-
 /// The `nft -j list table ip <t>` output, `None` if the table does not exist.
 pub fn nft_table(t: &str) -> Option<serde_json::Value> {
     let out = run(&["nft", "-j", "list", "table", "ip", t]);
@@ -255,8 +236,9 @@ pub fn leak_check(nets: &Networks) -> Result<()> {
     if !links.is_empty() {
         bail!("leaked interfaces: {links:?}");
     }
-    if nft_table(&nets.nft_table()).is_some() {
-        bail!("leaked nft table {}", nets.nft_table());
+    let tables = testkit::leaks::nft_tables(&nets.nft_table());
+    if !tables.is_empty() {
+        bail!("leaked nft tables: {tables:?}");
     }
     // The crate's own view agrees.
     let own = nets.leftovers()?;
@@ -264,15 +246,6 @@ pub fn leak_check(nets: &Networks) -> Result<()> {
         bail!("leftovers reported by the crate: {own:?}");
     }
     Ok(())
-}
-
-/// A free TCP port on 127.0.0.1 for a test server.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A "fake outside host": a netns joined to the host by a veth (`<prefix>o` on the host side,

@@ -452,7 +452,7 @@ impl Runtime {
         cmd.stdout(std::process::Stdio::from(stdio.stdout));
         cmd.stderr(std::process::Stdio::from(stdio.stderr));
         let fd = theirs.as_raw_fd();
-        // SAFETY: only async-signal-safe calls (dup2, fcntl) between fork and exec.
+        // SAFETY: only async-signal-safe calls (dup2, fcntl, close_range) between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
                 if fd == 3 {
@@ -460,6 +460,11 @@ impl Runtime {
                         return Err(std::io::Error::last_os_error());
                     }
                 } else if libc::dup2(fd, 3) != 3 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The helper gets stdio and its socket (3), nothing else its caller left
+                // inheritable.
+                if libc::close_range(4, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())

@@ -223,6 +223,26 @@ impl Store {
         config_size: u64,
         layers: &[Ingested],
     ) -> Result<ImageRecord> {
+        let layers = layers
+            .iter()
+            .map(|l| LayerRecord {
+                blob: l.blob.clone(),
+                media_type: l.media_type.into(),
+                size: l.size,
+                diff_id: l.diff_id.clone(),
+            })
+            .collect();
+        self.oci_record(config.clone(), config_size, layers)
+    }
+
+    /// Store the OCI manifest of a config (already in the store, `config_size` bytes) and
+    /// `layers` (their blobs in the store too); the image's record.
+    pub(crate) fn oci_record(
+        &self,
+        config: Digest,
+        config_size: u64,
+        layers: Vec<LayerRecord>,
+    ) -> Result<ImageRecord> {
         let m = manifest::Manifest {
             schema_version: 2,
             media_type: Some(manifest::OCI_MANIFEST.into()),
@@ -236,7 +256,7 @@ impl Store {
             layers: layers
                 .iter()
                 .map(|l| Descriptor {
-                    media_type: l.media_type.into(),
+                    media_type: l.media_type.clone(),
                     digest: l.blob.clone(),
                     size: l.size,
                     platform: None,
@@ -247,18 +267,10 @@ impl Store {
         let bytes = serde_json::to_vec(&m).expect("manifest serializes");
         let manifest_digest = self.put_blob(&bytes, None, "image manifest")?;
         Ok(ImageRecord {
-            id: config.clone(),
+            id: config,
             manifest_digest,
             manifest_media_type: manifest::OCI_MANIFEST.into(),
-            layers: layers
-                .iter()
-                .map(|l| LayerRecord {
-                    blob: l.blob.clone(),
-                    media_type: l.media_type.into(),
-                    size: l.size,
-                    diff_id: l.diff_id.clone(),
-                })
-                .collect(),
+            layers,
         })
     }
 

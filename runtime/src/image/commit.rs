@@ -2,14 +2,13 @@
 //! changes, as [`super::layerfs::diff_tar`] writes them), with a new container config and a
 //! history entry, named in the store like a pulled image.
 
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::time::SystemTime;
 
 use tracing::info;
 
-use super::manifest::{self, ContainerConfig, Descriptor};
-use super::store::{ImageRecord, LayerRecord, Store};
+use super::manifest::ContainerConfig;
+use super::store::{LayerRecord, Store};
 use super::{Image, ImageConfig, ImageError, Reference, Result};
 
 /// Who made a committed image and why (`docker commit -a`, `-m`).
@@ -79,35 +78,7 @@ impl Store {
             size: added.size,
             diff_id: added.diff_id.clone(),
         });
-        let m = manifest::Manifest {
-            schema_version: 2,
-            media_type: Some(manifest::OCI_MANIFEST.into()),
-            config: Descriptor {
-                media_type: manifest::OCI_CONFIG.into(),
-                digest: id.clone(),
-                size: cfg_bytes.len() as u64,
-                platform: None,
-                annotations: BTreeMap::new(),
-            },
-            layers: layers
-                .iter()
-                .map(|l| Descriptor {
-                    media_type: l.media_type.clone(),
-                    digest: l.blob.clone(),
-                    size: l.size,
-                    platform: None,
-                    annotations: BTreeMap::new(),
-                })
-                .collect(),
-        };
-        let bytes = serde_json::to_vec(&m).expect("manifest serializes");
-        let manifest_digest = self.put_blob(&bytes, None, "image manifest")?;
-        let rec = ImageRecord {
-            id,
-            manifest_digest,
-            manifest_media_type: manifest::OCI_MANIFEST.into(),
-            layers,
-        };
+        let rec = self.oci_record(id, cfg_bytes.len() as u64, layers)?;
         self.commit_name(&r, &rec)?;
         info!(reference = %r, id = %rec.id, base, "committed image");
         self.get(&r.to_string())?

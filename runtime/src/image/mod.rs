@@ -26,7 +26,7 @@ mod pull;
 pub mod reference;
 mod registry;
 pub mod rootfs;
-mod store;
+pub(crate) mod store;
 pub mod unpack;
 
 pub use commit::CommitInfo;

@@ -26,50 +26,7 @@ pub enum PushEvent {
     Manifest { digest: Digest },
 }
 
-/// Builds and sends one request, given the agent and the `Authorization` value.
-type MakeRequest<'a> =
-    &'a dyn Fn(&ureq::Agent, Option<&str>) -> std::result::Result<Response, ureq::Error>;
-
 impl Client {
-    /// Send a request built by `mk` (given the `Authorization` value, if any), answering one
-    /// auth challenge for `scope`.
-    fn send_authorized(&self, r: &Reference, scope: &str, mk: MakeRequest<'_>) -> Result<Response> {
-        let host = r.api_host().to_string();
-        let agent = self.agent_for(&host);
-        let cached = self
-            .hosts
-            .lock()
-            .expect("hosts")
-            .get(&host)
-            .and_then(|s| s.auth.get(scope).cloned());
-        let resp = mk(agent, cached.as_deref()).map_err(|e| Self::unreachable(&r.registry, e))?;
-        if resp.status().as_u16() != 401 {
-            return Ok(resp);
-        }
-        let challenge = resp
-            .headers()
-            .get("www-authenticate")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let auth = self.answer_challenge(r, &challenge, scope)?;
-        self.hosts
-            .lock()
-            .expect("hosts")
-            .entry(host)
-            .or_default()
-            .auth
-            .insert(scope.to_string(), auth.clone());
-        let resp = mk(agent, Some(&auth)).map_err(|e| Self::unreachable(&r.registry, e))?;
-        if resp.status().as_u16() == 401 {
-            return Err(ImageError::Unauthorized {
-                reference: r.familiar(),
-                registry: r.registry.clone(),
-            });
-        }
-        Ok(resp)
-    }
-
     fn status_error(r: &Reference, url: &str, resp: &Response) -> ImageError {
         ImageError::RegistryStatus {
             registry: r.registry.clone(),

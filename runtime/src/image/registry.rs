@@ -95,6 +95,10 @@ fn agent(insecure: bool) -> ureq::Agent {
     ureq::Agent::new_with_config(config)
 }
 
+/// Builds and sends one request, given the agent and the `Authorization` value.
+type MakeRequest<'a> =
+    &'a dyn Fn(&ureq::Agent, Option<&str>) -> std::result::Result<Response, ureq::Error>;
+
 impl Client {
     pub(crate) fn new(options: RegistryOptions) -> Client {
         Client {
@@ -158,12 +162,10 @@ impl Client {
 
     /// GET `/v2/<repo>/<path>`, answering an auth challenge once.
     fn get(&self, r: &Reference, path: &str, accept: Option<&str>) -> Result<Response> {
-        let host = r.api_host().to_string();
-        let base = self.base(&host)?;
+        let base = self.base(r.api_host())?;
         let url = format!("{base}/v2/{}/{path}", r.repository);
         let scope = format!("repository:{}:pull", r.repository);
-        let agent = self.agent_for(&host);
-        let send = |auth: Option<&str>| -> Result<Response> {
+        self.send_authorized(r, &scope, &|agent, auth| {
             let mut req = agent.get(&url);
             if let Some(a) = accept {
                 req = req.header("Accept", a);
@@ -171,15 +173,22 @@ impl Client {
             if let Some(a) = auth {
                 req = req.header("Authorization", a);
             }
-            req.call().map_err(|e| Self::unreachable(&r.registry, e))
-        };
+            req.call()
+        })
+    }
+
+    /// Send a request built by `mk` (given the `Authorization` value, if any), answering one
+    /// auth challenge for `scope`.
+    fn send_authorized(&self, r: &Reference, scope: &str, mk: MakeRequest<'_>) -> Result<Response> {
+        let host = r.api_host().to_string();
+        let agent = self.agent_for(&host);
         let cached = self
             .hosts
             .lock()
             .expect("hosts")
             .get(&host)
-            .and_then(|s| s.auth.get(&scope).cloned());
-        let resp = send(cached.as_deref())?;
+            .and_then(|s| s.auth.get(scope).cloned());
+        let resp = mk(agent, cached.as_deref()).map_err(|e| Self::unreachable(&r.registry, e))?;
         if resp.status().as_u16() != 401 {
             return Ok(resp);
         }
@@ -189,15 +198,15 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        let auth = self.answer_challenge(r, &challenge, &scope)?;
+        let auth = self.answer_challenge(r, &challenge, scope)?;
         self.hosts
             .lock()
             .expect("hosts")
-            .entry(host.clone())
+            .entry(host)
             .or_default()
             .auth
-            .insert(scope.clone(), auth.clone());
-        let resp = send(Some(&auth))?;
+            .insert(scope.to_string(), auth.clone());
+        let resp = mk(agent, Some(&auth)).map_err(|e| Self::unreachable(&r.registry, e))?;
         if resp.status().as_u16() == 401 {
             return Err(ImageError::Unauthorized {
                 reference: r.familiar(),

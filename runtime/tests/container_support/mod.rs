@@ -7,58 +7,35 @@
 use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use runtime::container::{
     become_subreaper, cgroups, ContainerSpec, Created, ExitStatus, Runtime, Stdio,
 };
 
-pub const BUSYBOX: &str = "/usr/bin/busybox";
+pub const BUSYBOX: &str = testkit::busybox::BUSYBOX;
 
 /// Poll `f` until it returns true or `within` passes.
-pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+pub fn eventually(within: Duration, f: impl FnMut() -> bool) -> bool {
+    testkit::poll(within, Duration::from_millis(10), f)
 }
 
-/// A folder with `bin/busybox`, its applet links, `/etc/passwd` and `/etc/group`.
+/// A folder with `bin/busybox`, its applet links, `/etc/passwd` (root, app, nobody),
+/// `/etc/group` and `/data/from-image`.
 pub fn busybox_rootfs(dir: &Path) -> PathBuf {
-    assert!(
-        Path::new(BUSYBOX).exists(),
-        "prerequisite missing: {BUSYBOX} (Debian busybox-static)"
-    );
-    let root = dir.join("busybox-layer");
-    for d in [
-        "bin", "etc", "tmp", "root", "home/app", "data", "proc", "sys", "dev",
-    ] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    std::fs::copy(BUSYBOX, root.join("bin/busybox")).unwrap();
-    let list = std::process::Command::new(BUSYBOX)
-        .arg("--list")
-        .output()
-        .unwrap();
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        if applet != "busybox" {
-            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-        }
-    }
-    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n").unwrap();
-    std::fs::write(
-        root.join("etc/group"),
-        "root:x:0:\napp:x:1000:\naudio:x:29:app\nnogroup:x:65534:\n",
-    )
-    .unwrap();
-    std::fs::write(root.join("data/from-image"), "image content\n").unwrap();
-    root
+    testkit::busybox::Rootfs::new()
+        .dirs(&["root", "home/app", "data", "proc", "sys", "dev"])
+        .file(
+            "etc/passwd",
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n\
+             nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        )
+        .file(
+            "etc/group",
+            "root:x:0:\napp:x:1000:\naudio:x:29:app\nnogroup:x:65534:\n",
+        )
+        .file("data/from-image", "image content\n")
+        .build(&dir.join("busybox-layer"))
 }
 
 /// A test's private world: temp dir, state root, runtime, busybox layer.
@@ -197,35 +174,20 @@ impl Harness {
     }
 
     pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
-        let rel = format!("rcompose-{}", cgroups::root_hash(&self.runtime.state_root));
-        std::fs::read_dir("/sys/fs/cgroup")
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .map(|e| e.path().join(&rel))
-            .filter(|p| p.exists())
-            .collect()
+        testkit::leaks::cgroup_dirs(&format!(
+            "rcompose-{}",
+            cgroups::root_hash(&self.runtime.state_root)
+        ))
     }
 
     pub fn leaks(&self) -> Vec<String> {
-        let mut leaks = Vec::new();
         let tmp = self.tmp.path().display().to_string();
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        for line in mountinfo.lines().filter(|l| l.contains(&tmp)) {
-            leaks.push(format!("mount: {line}"));
-        }
+        let mut leaks = testkit::leaks::mounts(&[&tmp]);
         for d in self.cgroup_dirs() {
             leaks.push(format!("cgroup: {}", d.display()));
         }
         // Any child process left (the containers are reparented to us, the subreaper).
-        if let Ok(children) =
-            std::fs::read_to_string(format!("/proc/self/task/{}/children", std::process::id()))
-        {
-            for pid in children.split_whitespace() {
-                let cmd =
-                    std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                leaks.push(format!("process {pid}: {}", cmd.replace('\0', " ")));
-            }
-        }
+        leaks.extend(testkit::leaks::children());
         leaks
     }
 }

@@ -8,190 +8,36 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
 
-pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
-pub const BUSYBOX: &str = "/usr/bin/busybox";
+#[allow(unused_imports)]
+pub use testkit::registry::REGISTRY_BIN;
+#[allow(unused_imports)]
+pub use testkit::{eventually_some as eventually, free_port};
+pub const BUSYBOX: &str = testkit::busybox::BUSYBOX;
 
-/// Poll `f` until it returns `Some`, or panic after `timeout` naming `what`.
-pub fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    let mut delay = Duration::from_millis(5);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if start.elapsed() > timeout {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        std::thread::sleep(delay);
-        delay = (delay * 2).min(Duration::from_millis(100));
-    }
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind 127.0.0.1:0")
-        .local_addr()
-        .expect("local addr")
-        .port()
-}
-
-/// A registry server on 127.0.0.1, its storage in a temp dir; killed (by pid) on drop.
-pub struct Registry {
-    pub port: u16,
-    pub dir: tempfile::TempDir,
-    child: Child,
-    pub auth: Option<(String, String)>,
-}
+/// A registry server on 127.0.0.1, its storage in a temp dir; killed (by pid) on drop (the
+/// workspace's `testkit` registry, with this suite's constructors).
+pub struct Registry(testkit::registry::Registry);
 
 impl Registry {
     /// An anonymous registry.
     pub fn start() -> Registry {
-        Registry::start_with(None)
+        Registry(testkit::registry::Registry::start(None))
     }
 
     /// A registry with htpasswd basic auth for one user.
     pub fn start_with_auth(user: &str, password: &str) -> Registry {
-        Registry::start_with(Some((user.to_string(), password.to_string())))
-    }
-
-    fn start_with(auth: Option<(String, String)>) -> Registry {
-        assert!(
-            Path::new(REGISTRY_BIN).exists(),
-            "{REGISTRY_BIN} is missing: install Debian's docker-registry package"
-        );
-        let mut last_log = String::new();
-        // A free port can be taken between our probe and the registry's bind: retry.
-        for _attempt in 0..5 {
-            let dir = tempfile::Builder::new()
-                .prefix("rcompose-registry-")
-                .tempdir()
-                .expect("tempdir");
-            let port = free_port();
-            let mut cfg = format!(
-                "version: 0.1\nlog:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: true\n\
-                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("data").display()
-            );
-            if let Some((u, p)) = &auth {
-                let out = Command::new("htpasswd")
-                    .args(["-Bbn", u, p])
-                    .output()
-                    .expect("htpasswd (apache2-utils) must be installed");
-                assert!(out.status.success(), "htpasswd failed");
-                let hp = dir.path().join("htpasswd");
-                std::fs::write(&hp, &out.stdout).unwrap();
-                cfg.push_str(&format!(
-                    "auth:\n  htpasswd:\n    realm: rcompose-test\n    path: {}\n",
-                    hp.display()
-                ));
-            }
-            let cfg_path = dir.path().join("config.yml");
-            std::fs::write(&cfg_path, cfg).unwrap();
-            let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-            let child = Command::new(REGISTRY_BIN)
-                .arg("serve")
-                .arg(&cfg_path)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("start docker-registry");
-            let mut reg = Registry {
-                port,
-                dir,
-                child,
-                auth: auth.clone(),
-            };
-            let start = Instant::now();
-            let up = loop {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    break true;
-                }
-                if let Ok(Some(_)) = reg.child.try_wait() {
-                    break false;
-                }
-                if start.elapsed() > Duration::from_secs(20) {
-                    break false;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            };
-            if up {
-                return reg;
-            }
-            last_log = reg.log();
-        }
-        panic!("docker-registry did not start: {last_log}");
-    }
-
-    /// `127.0.0.1:PORT`
-    pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
-    }
-
-    /// How many requests the registry logged whose line contains `needle` (e.g.
-    /// `/manifests/`, `/blobs/`). Counts GETs of completed responses.
-    pub fn count_requests(&self, needle: &str) -> usize {
-        self.log()
-            .lines()
-            .filter(|l| {
-                l.contains("response completed")
-                    && l.contains("http.request.method=GET")
-                    && l.contains(needle)
-            })
-            .count()
-    }
-
-    /// The registry's stored file for a blob (to corrupt it in tests).
-    pub fn blob_data_path(&self, digest: &str) -> PathBuf {
-        let hex = digest.strip_prefix("sha256:").unwrap();
-        self.dir
-            .path()
-            .join("data/docker/registry/v2/blobs/sha256")
-            .join(&hex[..2])
-            .join(hex)
-            .join("data")
-    }
-
-    /// Push an OCI layout (all of its index) with skopeo to `name:tag` here.
-    pub fn push(&self, layout: &Path, layout_tag: &str, name_tag: &str) {
-        self.push_with(layout, layout_tag, name_tag, &["--preserve-digests"])
-    }
-
-    /// Push with extra skopeo arguments (`--format v2s2` converts to Docker schema 2).
-    pub fn push_with(&self, layout: &Path, layout_tag: &str, name_tag: &str, extra: &[&str]) {
-        let mut cmd = Command::new("skopeo");
-        cmd.args(["copy", "--all", "--dest-tls-verify=false", "-q"]);
-        cmd.args(extra);
-        if let Some((u, p)) = &self.auth {
-            cmd.arg(format!("--dest-creds={u}:{p}"));
-        }
-        cmd.arg(format!("oci:{}:{layout_tag}", layout.display()))
-            .arg(format!("docker://{}/{name_tag}", self.host()));
-        let out = cmd.output().expect("skopeo must be installed");
-        assert!(
-            out.status.success(),
-            "skopeo copy failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        Registry(testkit::registry::Registry::start(Some((user, password))))
     }
 }
 
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Registry {
+    type Target = testkit::registry::Registry;
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
