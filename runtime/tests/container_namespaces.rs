@@ -177,10 +177,30 @@ fn tty_is_the_controlling_terminal() {
         runtime::container::wait(c.pid).unwrap(),
         ExitStatus::Code(0)
     );
-    let mut master = std::fs::File::from(pty.master);
-    let mut buf = vec![0u8; 4096];
-    let n = std::io::Read::read(&mut master, &mut buf).unwrap();
-    let text = String::from_utf8_lossy(&buf[..n]).replace('\r', "");
+    // One read may return only part of the output: read until the last line (`c` from
+    // `cut`) is in, the slave side is gone (EIO), or 5 s pass.
+    let master = std::fs::File::from(pty.master);
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !String::from_utf8_lossy(&out)
+        .replace('\r', "")
+        .ends_with("\nc\n")
+        && std::time::Instant::now() < deadline
+    {
+        let mut fds = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&master),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)).unwrap_or(0) == 0 {
+            continue;
+        }
+        let mut buf = [0u8; 4096];
+        match std::io::Read::read(&mut &master, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&out).replace('\r', "");
     c.remove().unwrap();
     assert!(
         text.starts_with("/dev/pts/") || text.starts_with("/dev/console"),
