@@ -152,9 +152,16 @@ pub fn run(g: &GlobalArgs, args: PsArgs) -> Result<ExitCode> {
     let ctx = Ctx::without_project(g)?;
     let mut st = ctx.state()?;
     // Liveness from the kernel: a container whose pid 1 is gone is not running, whatever the
-    // file says (the supervisor may have been killed).
+    // file says, when no supervisor is there to record it. A live supervisor records the exit
+    // with its code (after the container's last log lines) within a moment: until then the
+    // file is right, and showing "exited" early would show a wrong exit code (0).
+    let supervised = st
+        .supervisor
+        .as_ref()
+        .is_some_and(|s| pid_alive(s.pid, s.pid_start));
     for c in st.containers.values_mut() {
-        if matches!(c.status, ContainerStatus::Running | ContainerStatus::Paused)
+        if !supervised
+            && matches!(c.status, ContainerStatus::Running | ContainerStatus::Paused)
             && !c.pid.is_some_and(|p| pid_alive(p, c.pid_start))
         {
             c.status = ContainerStatus::Exited;
