@@ -23,8 +23,8 @@ use super::parser::{self, Command, CopySpec, Dockerfile, Instruction, Kind, Stag
 use super::words::{expand, expand_vars};
 use super::{BuildError, BuildEvent, BuildNetwork, BuildOptions, Built, NamedContext};
 use crate::container::{self, ContainerSpec, MountSpec, NetMode, ProcessSpec, Runtime, Stdio};
-use crate::image::manifest::{self, ConfigFile, ContainerConfig, Descriptor, RootFs};
-use crate::image::store::{ImageRecord, LayerRecord};
+use crate::image::manifest::{ConfigFile, ContainerConfig, RootFs};
+use crate::image::store::LayerRecord;
 use crate::image::{Healthcheck, ImageConfig, ImageError, Platform, PullPolicy, Reference, Store};
 
 mod copy;
@@ -832,36 +832,7 @@ impl Builder<'_> {
                 (d, bytes.len() as u64)
             }
         };
-        let m = manifest::Manifest {
-            schema_version: 2,
-            media_type: Some(manifest::OCI_MANIFEST.into()),
-            config: Descriptor {
-                media_type: manifest::OCI_CONFIG.into(),
-                digest: id.clone(),
-                size,
-                platform: None,
-                annotations: BTreeMap::new(),
-            },
-            layers: st
-                .layers
-                .iter()
-                .map(|l| Descriptor {
-                    media_type: l.media_type.clone(),
-                    digest: l.blob.clone(),
-                    size: l.size,
-                    platform: None,
-                    annotations: BTreeMap::new(),
-                })
-                .collect(),
-        };
-        let bytes = serde_json::to_vec(&m).expect("manifest serializes");
-        let manifest_digest = self.store.put_blob(&bytes, None, "image manifest")?;
-        let rec = ImageRecord {
-            id: id.clone(),
-            manifest_digest,
-            manifest_media_type: manifest::OCI_MANIFEST.into(),
-            layers: st.layers.clone(),
-        };
+        let rec = self.store.oci_record(id.clone(), size, st.layers.clone())?;
         for n in names {
             self.store.commit_name(n, &rec)?;
         }
