@@ -311,17 +311,21 @@ impl Engine {
         }
     }
 
-    /// The containers part of `observe`, for verbs that never create (`down`, `stop`, `kill`):
-    /// no image record is read.
-    pub fn observe_state(&self, persist: bool) -> ProjectState {
-        let watched: HashSet<String> = self
-            .live
+    /// The containers whose pid 1 this supervisor waits on (its exit is recorded by `on_exit`).
+    fn watched_names(&self) -> HashSet<String> {
+        self.live
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .filter(|(_, l)| l.watched)
             .map(|(n, _)| n.clone())
-            .collect();
+            .collect()
+    }
+
+    /// The containers part of `observe`, for verbs that never create (`down`, `stop`, `kill`):
+    /// no image record is read.
+    pub fn observe_state(&self, persist: bool) -> ProjectState {
+        let watched = self.watched_names();
         let refresh = |st: &mut ProjectState| {
             for c in st.containers.values_mut() {
                 let up = matches!(c.status, ContainerStatus::Running | ContainerStatus::Paused);
@@ -895,14 +899,7 @@ impl Engine {
     /// as our own children do in `on_exit`. Their exit code is unknown (it went to the dead
     /// supervisor's reaper): `on-failure` counts it as a failure.
     pub fn supervise_adopted(self: &Arc<Self>) {
-        let watched: HashSet<String> = self
-            .live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .filter(|(_, l)| l.watched)
-            .map(|(n, _)| n.clone())
-            .collect();
+        let watched = self.watched_names();
         let adopted: Vec<String> = self
             .lock_state()
             .containers
