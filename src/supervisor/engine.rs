@@ -426,6 +426,24 @@ impl Engine {
         self.paths.netns_dir().join(name)
     }
 
+    /// Create the container in the runtime and keep its handle as the live one; returns the
+    /// handle and its record for the state file.
+    fn create_live(
+        &self,
+        spec: &rt::ContainerSpec,
+        name: &str,
+    ) -> Result<(rt::Created, serde_json::Value), BackendError> {
+        let created = self.runtime_create(spec, name)?;
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_string())
+            .or_default()
+            .created = Some(created.clone());
+        let runtime = serde_json::to_value(&created).unwrap_or_default();
+        Ok((created, runtime))
+    }
+
     /// Create the runtime container (namespaces, rootfs, cgroup; pid 1 waits before exec) with
     /// its stdout/stderr piped into the json-file log.
     fn runtime_create(
@@ -1003,14 +1021,7 @@ impl Engine {
                 let _ = std::fs::remove_dir_all(&kept);
             }
         }
-        let created = self.runtime_create(&spec, name)?;
-        self.live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(name.to_string())
-            .or_default()
-            .created = Some(created.clone());
-        let runtime = serde_json::to_value(&created).unwrap_or_default();
+        let (created, runtime) = self.create_live(&spec, name)?;
         self.update(|st| {
             if let Some(c) = st.containers.get_mut(name) {
                 c.runtime = runtime;
@@ -1938,14 +1949,7 @@ impl ContainerBackend for Arc<Engine> {
             ));
         }
         let command = spec.process.args.clone();
-        let created = self.runtime_create(&spec, name)?;
-        self.live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(name.to_string())
-            .or_default()
-            .created = Some(created.clone());
-        let runtime = serde_json::to_value(&created).unwrap_or_default();
+        let (_, runtime) = self.create_live(&spec, name)?;
         self.update(|st| {
             if let Some(c) = st.containers.get_mut(name) {
                 c.status = ContainerStatus::Created;
